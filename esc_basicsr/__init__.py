@@ -1,0 +1,19 @@
+"""esc_basicsr: ESC (ICCV 2025) and ELAN (ECCV 2022) for BasicSR.
+
+Importing the package registers its architectures in BasicSR's ``ARCH_REGISTRY`` (leaving names
+that a BasicSR fork registered to the fork). Installed with pip, this also happens automatically
+when ``basicsr`` is imported (see ``esc_basicsr_autoload``).
+"""
+from esc_basicsr_autoload import install_torchvision_shim
+
+install_torchvision_shim()  # basicsr 1.4.2 + torchvision >= 0.17, also without the start-up hook
+
+from .archs import ESC, ESCFP, ESCReal  # noqa: E402
+from .layers import ConvAttn, WindowAttention, geometric_ensemble  # noqa: E402
+from .registration import architectures, register_archs  # noqa: E402
+from .version import __version__  # noqa: E402
+
+register_archs()
+
+__all__ = ['ConvAttn', 'ESC', 'ESCFP', 'ESCReal', 'WindowAttention', '__version__', 'architectures',
+           'geometric_ensemble', 'register_archs']

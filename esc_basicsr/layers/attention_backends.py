@@ -1,0 +1,147 @@
+"""The one place that decides how windowed self-attention with a relative position bias runs.
+
+Backends (``attn_type``), case-insensitive so the authors' ``Naive/SDPA/Flex`` spellings work:
+
+* ``naive``: explicit ``softmax(q k^T / sqrt(d) + bias) v``, processed in chunks of windows so the
+  score matrix of the whole image is never held at once in inference. Reference numerics.
+* ``sdpa``: :func:`torch.nn.functional.scaled_dot_product_attention` with the bias as a float
+  mask, letting PyTorch pick its fused kernel for the device (runs on CPU and GPU).
+* ``flex``: FlexAttention with the relative position bias computed inside the fused kernel as a
+  ``score_mod`` (the paper's flash-style path). Compiled lazily on first CUDA use; on the CPU it
+  runs FlexAttention's unfused eager reference (correct, slow).
+* ``auto`` (default): resolved per call from the input's device: ``flex`` on CUDA when
+  available, else ``sdpa``. ``ESC_BASICSR_ATTN=naive|sdpa|flex`` overrides what ``auto`` picks.
+
+Nothing is compiled or imported eagerly: importing this module and constructing models is cheap.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+ATTN_TYPES = ('auto', 'naive', 'sdpa', 'flex')
+ENV_OVERRIDE = 'ESC_BASICSR_ATTN'
+# Upper bound of score-matrix elements the naive backend materialises per chunk (64 MB fp32).
+_NAIVE_CHUNK_ELEMS = 16 * 1024 * 1024
+
+
+def normalize_attn_type(attn_type: str) -> str:
+    """Validate and lower-case an ``attn_type`` option (``'Flex'`` -> ``'flex'``)."""
+    if not isinstance(attn_type, str) or attn_type.lower() not in ATTN_TYPES:
+        raise ValueError(f'attn_type must be one of {ATTN_TYPES} (case-insensitive), got {attn_type!r}')
+    return attn_type.lower()
+
+
+@functools.lru_cache(maxsize=None)
+def flex_available() -> bool:
+    """Whether ``torch.nn.attention.flex_attention`` can be imported in this PyTorch."""
+    try:
+        from torch.nn.attention.flex_attention import flex_attention  # noqa: F401
+    except Exception:  # pragma: no cover - depends on the installed torch
+        return False
+    return True
+
+
+def resolve_backend(attn_type: str, device: torch.device) -> str:
+    """Map a normalised ``attn_type`` to the concrete backend for ``device``.
+
+    Raises:
+        RuntimeError: when ``flex`` is requested but this PyTorch has no FlexAttention.
+    """
+    if attn_type == 'auto':
+        override = os.environ.get(ENV_OVERRIDE, '').strip().lower()
+        if override:
+            attn_type = normalize_attn_type(override)
+            if attn_type != 'auto':
+                return resolve_backend(attn_type, device)
+        return 'flex' if device.type == 'cuda' and flex_available() else 'sdpa'
+    if attn_type == 'flex' and not flex_available():
+        raise RuntimeError('attn_type="flex" needs torch.nn.attention.flex_attention (PyTorch >= 2.5); '
+                           'use "sdpa" or "auto".')
+    return attn_type
+
+
+@functools.lru_cache(maxsize=8)
+def relative_position_index(window_size: int, device: torch.device) -> torch.Tensor:
+    """``(N, N)`` index into a ``(2w-1)^2`` bias table, ``N = w*w`` (row-major window tokens).
+
+    Index of (query, key) = ``(key_row - query_row + w - 1) * (2w - 1) + (key_col - query_col + w - 1)``,
+    as in the reference. Built with tensor ops (milliseconds), cached per window size and device.
+    """
+    pos = torch.arange(window_size * window_size, device=device)
+    row, col = pos // window_size, pos % window_size
+    rel_row = row[None, :] - row[:, None] + window_size - 1
+    rel_col = col[None, :] - col[:, None] + window_size - 1
+    return rel_row * (2 * window_size - 1) + rel_col
+
+
+def relative_position_bias(table: torch.Tensor, window_size: int) -> torch.Tensor:
+    """Expand a ``(heads, (2w-1)^2)`` table to the ``(heads, N, N)`` bias matrix."""
+    return table[:, relative_position_index(window_size, table.device)]
+
+
+def _naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    scale = q.shape[-1] ** -0.5
+    n_win, heads, n = q.shape[:3]
+    chunk = n_win if torch.is_grad_enabled() else max(1, _NAIVE_CHUNK_ELEMS // (heads * n * n))
+    outs = []
+    for s in range(0, n_win, chunk):
+        score = (q[s:s + chunk] * scale) @ k[s:s + chunk].transpose(-2, -1) + bias
+        outs.append(score.softmax(dim=-1) @ v[s:s + chunk])
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+
+
+_compiled_flex: Callable | None = None
+
+
+def _flex_function(device: torch.device) -> Callable:
+    global _compiled_flex
+    from torch.nn.attention.flex_attention import flex_attention
+    if device.type != 'cuda':
+        return flex_attention
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention, dynamic=True)
+    return _compiled_flex
+
+
+def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor, window_size: int) -> torch.Tensor:
+    w = window_size
+    table = table.to(q.dtype)
+
+    def score_mod(score, b, h, q_idx, kv_idx):
+        rel_row = kv_idx // w - q_idx // w + w - 1
+        rel_col = kv_idx % w - q_idx % w + w - 1
+        return score + table[h, rel_row * (2 * w - 1) + rel_col]
+
+    return _flex_function(q.device)(q, k, v, score_mod=score_mod)
+
+
+def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor,
+                       window_size: int, backend: str) -> torch.Tensor:
+    """Multi-head attention inside windows with a relative position bias.
+
+    Args:
+        q, k, v: ``(num_windows * B, heads, N, head_dim)`` with ``N = window_size ** 2``.
+        table: ``(heads, (2 * window_size - 1) ** 2)`` relative position bias table.
+        window_size: window side length w.
+        backend: a resolved backend name (``naive``, ``sdpa`` or ``flex``).
+
+    Returns:
+        ``(num_windows * B, heads, N, head_dim)``.
+    """
+    if backend == 'flex':
+        return _flex(q, k, v, table, window_size)
+    bias = relative_position_bias(table, window_size)
+    if backend == 'sdpa':
+        return _sdpa(q, k, v, bias)
+    if backend == 'naive':
+        return _naive(q, k, v, bias.to(q.dtype))
+    raise ValueError(f'unknown attention backend {backend!r}')

@@ -1,0 +1,57 @@
+"""Non-overlapping window self-attention with a learned relative position bias (ESC's one
+self-attention per block, 32x32 windows by default)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .attention_backends import normalize_attn_type, resolve_backend, windowed_attention
+from .padding import pad_to_multiple
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside ``window_size x window_size`` windows.
+
+    The input is reflect-padded on the bottom/right to a multiple of the window (any size works,
+    down to 1x1), attended, and cropped back.
+
+    Args:
+        dim: channels C (split evenly over heads).
+        window_size: window side w.
+        num_heads: attention heads.
+        attn_type: ``auto`` | ``naive`` | ``sdpa`` | ``flex`` (see
+            :mod:`esc_basicsr.layers.attention_backends`).
+    """
+
+    def __init__(self, dim: int, window_size: int, num_heads: int, attn_type: str = 'auto') -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'dim={dim} must be divisible by num_heads={num_heads}')
+        self.dim = dim
+        self.window_size = int(window_size)
+        self.num_heads = num_heads
+        self.attn_type = normalize_attn_type(attn_type)
+        self.to_qkv = nn.Conv2d(dim, dim * 3, 1)
+        self.to_out = nn.Conv2d(dim, dim, 1)
+        self.relative_position_bias = nn.Parameter(
+            torch.randn(num_heads, (2 * self.window_size - 1) ** 2) * 0.001)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
+        b, c, h, w = x.shape
+        ws, heads = self.window_size, self.num_heads
+        x = pad_to_multiple(x, ws)
+        hp, wp = x.shape[-2:]
+        nh, nw = hp // ws, wp // ws
+        # (B, 3*C, Hp, Wp) -> (3, B*nh*nw, heads, ws*ws, head_dim)
+        qkv = self.to_qkv(x).view(b, 3, heads, c // heads, nh, ws, nw, ws)
+        qkv = qkv.permute(1, 0, 4, 6, 2, 5, 7, 3).reshape(3, b * nh * nw, heads, ws * ws, c // heads)
+        backend = resolve_backend(self.attn_type, x.device)
+        out = windowed_attention(qkv[0], qkv[1], qkv[2], self.relative_position_bias, ws, backend)
+        # (B*nh*nw, heads, ws*ws, head_dim) -> (B, C, Hp, Wp)
+        out = out.view(b, nh, nw, heads, ws, ws, c // heads).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, c, hp, wp)
+        return self.to_out(out[:, :, :h, :w])
+
+    def extra_repr(self) -> str:
+        return f'dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}, ' \
+               f'attn_type={self.attn_type}'
