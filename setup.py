@@ -21,6 +21,10 @@ class BuildPyWithPth(build_py):
     def run(self):
         super().run()
         self.copy_file(os.path.join(HERE, PTH), os.path.join(self.build_lib, PTH), preserve_mode=0)
+        if getattr(self, 'editable_mode', False):
+            # editable wheels only carry what is written to the unpacked wheel (install_lib)
+            target = self.get_finalized_command('install').install_lib
+            self.copy_file(os.path.join(HERE, PTH), os.path.join(target, PTH), preserve_mode=0)
 
     def get_outputs(self, include_bytecode=True):
         return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, PTH)]
