@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..layers.memory_format import to_preferred_format
 from ..layers import ESCBlock, geometric_ensemble
 from .checkpoint import convert_subpixel_scale
 
@@ -71,6 +72,7 @@ class ESC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, r*H, r*W)."""
+        x = to_preferred_format(x)
         feat = self.proj(x)
         skip = feat
         plk_filter = self.plk_func(self.plk_filter)

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..layers.memory_format import to_preferred_format
 from ..layers import ESCBlock, LayerNorm2d
 from .checkpoint import convert_subpixel_scale
 
@@ -58,6 +59,7 @@ class ESCFP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, r*H, r*W)."""
+        x = to_preferred_format(x)
         feat = self.proj(x)
         skip = feat
         for block in self.blocks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..layers.memory_format import to_preferred_format
 from ..layers import ESCBlock
 from .esc_arch import GeometricEnsemble
 
@@ -60,6 +61,7 @@ class ESCReal(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, 4H, 4W)."""
+        x = to_preferred_format(x)
         feat = self.proj(x)
         skip = feat
         plk_filter = self.plk_func(self.plk_filter)

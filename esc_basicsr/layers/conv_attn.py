@@ -40,9 +40,9 @@ def geometric_ensemble(kernel: torch.Tensor) -> torch.Tensor:
 def dynamic_depthwise_conv(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Depthwise 'same' convolution with a different small kernel for every image.
 
-    Computed as a sum of shifted, scaled copies of ``x``, which is batch-size agnostic (no
-    ``groups=B`` convolution), exports to ONNX with a dynamic batch and costs ``k*k`` fused
-    multiply-adds per element.
+    One grouped convolution over the batch folded into channels (``groups = B * C``): on the CPU
+    with channels-last features this costs less than 10% of the 13x13 convolution, where a
+    shifted-sum formulation cost more than the large kernel itself.
 
     Args:
         x: ``(B, C, H, W)``.
@@ -51,15 +51,10 @@ def dynamic_depthwise_conv(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tens
     Returns:
         ``(B, C, H, W)``.
     """
+    b, c, h, w = x.shape
     k = kernels.shape[-1]
-    h, w = x.shape[-2:]
-    xp = F.pad(x, (k // 2,) * 4)
-    out = None
-    for i in range(k):
-        for j in range(k):
-            term = xp[:, :, i:i + h, j:j + w] * kernels[:, :, i, j, None, None]
-            out = term if out is None else out + term
-    return out
+    out = F.conv2d(x.reshape(1, b * c, h, w), kernels.reshape(b * c, 1, k, k), padding=k // 2, groups=b * c)
+    return out.view(b, c, h, w)
 
 
 class DynamicKernelPredictor(nn.Sequential):

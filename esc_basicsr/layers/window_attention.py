@@ -43,13 +43,16 @@ class WindowAttention(nn.Module):
         x = pad_to_multiple(x, ws)
         hp, wp = x.shape[-2:]
         nh, nw = hp // ws, wp // ws
-        # (B, 3*C, Hp, Wp) -> (3, B*nh*nw, heads, ws*ws, head_dim)
-        qkv = self.to_qkv(x).view(b, 3, heads, c // heads, nh, ws, nw, ws)
-        qkv = qkv.permute(1, 0, 4, 6, 2, 5, 7, 3).reshape(3, b * nh * nw, heads, ws * ws, c // heads)
+        hd = c // heads
+        # (B, 3*C, Hp, Wp) -> (3, B*nh*nw, heads, ws*ws, head_dim), going through the channels-last
+        # view (free for channels-last features, one copy otherwise)
+        qkv = self.to_qkv(x).permute(0, 2, 3, 1).reshape(b, nh, ws, nw, ws, 3, heads, hd)
+        qkv = qkv.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(3, b * nh * nw, heads, ws * ws, hd)
         backend = resolve_backend(self.attn_type, x.device)
         out = windowed_attention(qkv[0], qkv[1], qkv[2], self.relative_position_bias, ws, backend)
-        # (B*nh*nw, heads, ws*ws, head_dim) -> (B, C, Hp, Wp)
-        out = out.view(b, nh, nw, heads, ws, ws, c // heads).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, c, hp, wp)
+        # (B*nh*nw, heads, ws*ws, head_dim) -> (B, C, Hp, Wp) with channels-last strides
+        out = out.view(b, nh, nw, heads, ws, ws, hd).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, hp, wp, c)
+        out = out.permute(0, 3, 1, 2)
         return self.to_out(out[:, :, :h, :w])
 
     def extra_repr(self) -> str:

@@ -1,0 +1,136 @@
+"""Automatic registration into BasicSR, checked in fresh interpreters (the start-up hook only
+acts at interpreter start)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+def run_python(code: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith('ESC_BASICSR')}
+    environ.update(env)
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], cwd=tmp_path, env=environ,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_startup_hook_is_installed_and_does_not_import_torch(tmp_path: Path) -> None:
+    res = run_python("""
+        import sys
+        print('hook' if 'esc_basicsr_autoload' in sys.modules else 'no-hook')
+        print('torch' if 'torch' in sys.modules else 'no-torch')
+        print('esc' if 'esc_basicsr' in sys.modules else 'no-esc')
+    """, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ['hook', 'no-torch', 'no-esc']
+    assert res.stderr == ''
+
+
+def test_basicsr_finds_archs_without_any_import(tmp_path: Path) -> None:
+    res = run_python("""
+        from basicsr.archs import build_network
+        net = build_network({'type': 'ESC', 'dim': 16, 'pdim': 4, 'kernel_size': 7, 'n_blocks': 1,
+                             'conv_blocks': 1, 'window_size': 8, 'num_heads': 2, 'upscaling_factor': 2})
+        print(type(net).__module__)
+        from basicsr.utils.registry import ARCH_REGISTRY
+        print(sorted(k for k in ('ESC', 'ESCFP', 'ESCReal', 'ELAN') if k in ARCH_REGISTRY))
+    """, tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert lines[0] == 'esc_basicsr.archs.esc_arch'
+    assert lines[1] == "['ELAN', 'ESC', 'ESCFP', 'ESCReal']"
+
+
+def test_env_switch_disables_the_hook(tmp_path: Path) -> None:
+    res = run_python("""
+        import sys
+        print('esc_basicsr_autoload' in sys.modules and sys.modules['esc_basicsr_autoload'].enabled())
+        import torchvision  # noqa: F401  (the shim is off too)
+        try:
+            import torchvision.transforms.functional_tensor  # noqa: F401
+            print('shim')
+        except ImportError:
+            print('no-shim')
+    """, tmp_path, ESC_BASICSR_AUTOLOAD='0')
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[0] == 'False'
+
+
+def test_failure_becomes_one_warning(tmp_path: Path) -> None:
+    # a broken esc_basicsr on the path must not break `import basicsr`
+    fake = tmp_path / 'esc_basicsr'
+    fake.mkdir()
+    (fake / '__init__.py').write_text('raise RuntimeError("boom")\n')
+    res = run_python("""
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            import basicsr  # noqa: F401
+        msgs = [str(w.message) for w in caught if 'esc_basicsr' in str(w.message)]
+        print(len(msgs), 'boom' in msgs[0])
+    """, tmp_path, PYTHONPATH=str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ['1', 'True']
+
+
+FORK_PACKAGE = """
+import torch.nn as nn
+from basicsr.utils.registry import ARCH_REGISTRY
+
+@ARCH_REGISTRY.register()
+class ESC(nn.Module):
+    def __init__(self, fork_arg=1):
+        super().__init__()
+"""
+
+
+def test_fork_registering_esc_after_us_gets_its_class(tmp_path: Path) -> None:
+    (tmp_path / 'myfork_archs.py').write_text(FORK_PACKAGE)
+    res = run_python("""
+        import basicsr  # esc_basicsr registers its ESC here
+        import myfork_archs  # the fork registers its own ESC afterwards: no AssertionError
+        from basicsr.utils.registry import ARCH_REGISTRY
+        print(ARCH_REGISTRY.get('ESC') is myfork_archs.ESC, 'ESCFP' in ARCH_REGISTRY)
+    """, tmp_path, PYTHONPATH=str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ['True', 'True']
+
+
+def test_fork_registering_esc_before_us_keeps_its_class(tmp_path: Path) -> None:
+    (tmp_path / 'myfork_archs.py').write_text(FORK_PACKAGE)
+    res = run_python("""
+        import esc_basicsr_autoload
+        esc_basicsr_autoload.install_torchvision_shim()  # what `import esc_basicsr` would do first
+        import basicsr
+        import myfork_archs
+        import esc_basicsr
+        from basicsr.utils.registry import ARCH_REGISTRY
+        print(ARCH_REGISTRY.get('ESC') is myfork_archs.ESC, ARCH_REGISTRY.get('ESCFP') is esc_basicsr.ESCFP)
+    """, tmp_path, PYTHONPATH=str(tmp_path), ESC_BASICSR_AUTOLOAD='0')
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ['True', 'True']
+
+
+def test_unrelated_duplicate_registration_still_raises(tmp_path: Path) -> None:
+    res = run_python("""
+        from basicsr.utils.registry import ARCH_REGISTRY
+        try:
+            ARCH_REGISTRY.register(type('SwinIR', (), {}))
+            print('no-error')
+        except AssertionError:
+            print('assertion')
+    """, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == 'assertion'
+
+
+@pytest.mark.parametrize('module', ['basicsr.train', 'basicsr.test'])
+def test_basicsr_entry_points_start(module: str, tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, '-m', module, '--help'], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert '-opt' in res.stdout
