@@ -42,15 +42,15 @@ def fold_geometric_ensemble(model: nn.Module) -> nn.Module:
 
 
 def is_deployed(model: nn.Module) -> bool:
-    """Whether :func:`deploy` has already been applied (ESC family only; others: False)."""
+    """Whether :func:`deploy` has already been applied (ESC-FP, which has nothing to fold: False)."""
+    if type(model).__name__ == 'ELAN':
+        return not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     return isinstance(getattr(model, 'plk_func', None), nn.Identity)
 
 
 def deploy(model: nn.Module) -> nn.Module:
     """Fold ``model`` in place for inference/export and return it (in eval mode)."""
     name = type(model).__name__
-    if name == 'ELAN':  # importing registers ELAN's folding function
-        from . import elan_arch  # noqa: F401
     fn = DEPLOY_FUNCTIONS.get(name)
     if fn is not None:
         fn(model)
