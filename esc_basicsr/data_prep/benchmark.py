@@ -1,0 +1,70 @@
+"""Benchmark sets (Set5, Set14, B100, Urban100, Manga109) in BasicSR's layout.
+
+From HR images only::
+
+    <out>/GTmod12/<stem>.png     HR cropped to a multiple of 12 (valid for x2, x3, x4)
+    <out>/LRbicx{s}/<stem>.png   MATLAB-bicubic downscale of GTmod12 by s
+
+Same file names in every folder, as ``PairedImageDataset`` (``filename_tmpl: '{}'``) expects.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .crop import bicubic_resize, mod_crop
+from .div2k import assign_stems
+from .imageio import ImageError, list_images, png_complete, read_bgr, remove_stale_temporaries, write_png
+from .report import Outcome, Report, run_parallel
+
+
+@dataclass(frozen=True)
+class _Job:
+    source: Path
+    stem: str
+    gt_dir: Path
+    lq_dirs: tuple[tuple[int, Path], ...]
+    mod: int
+
+
+def _process(job: _Job) -> Outcome:
+    try:
+        targets = [job.gt_dir / f'{job.stem}.png'] + [d / f'{job.stem}.png' for _, d in job.lq_dirs]
+        img = read_bgr(job.source)  # also for complete outputs: an unreadable source is always reported
+        if all(png_complete(t) for t in targets):
+            return Outcome(str(job.source), 'skipped', [job.stem])
+        h0, w0 = img.shape[:2]
+        img = mod_crop(img, job.mod)
+        if img.shape[0] == 0 or img.shape[1] == 0:
+            raise ImageError(f'too small ({h0}x{w0}; needs at least {job.mod}x{job.mod})')
+        if not png_complete(targets[0]):
+            write_png(targets[0], img)
+        for (s, d), target in zip(job.lq_dirs, targets[1:]):
+            if not png_complete(target):
+                write_png(target, bicubic_resize(img, 1 / s))
+        return Outcome(str(job.source), 'written', [job.stem])
+    except ImageError as exc:
+        return Outcome(str(job.source), 'failed', reason=str(exc).removeprefix(f'{job.source}: '))
+    except Exception as exc:  # noqa: BLE001 - one bad image must not stop the others
+        return Outcome(str(job.source), 'failed', reason=f'{type(exc).__name__}: {exc}')
+
+
+def prepare_benchmark(hr_dirs: list[str | Path], out: str | Path, scales: list[int], workers: int = 1,
+                      mod: int = 12) -> Report:
+    """HR folder(s) -> ``GTmod{mod}`` and ``LRbicx{s}`` folders under ``out``."""
+    out = Path(out)
+    scales = sorted(set(int(s) for s in scales))
+    for s in scales:
+        if s < 1 or mod % s:
+            raise ValueError(f'scale {s} does not divide mod {mod}')
+    report = Report()
+    files = assign_stems(list_images(hr_dirs), report)
+    gt_dir = out / f'GTmod{mod}'
+    lq_dirs = tuple((s, out / f'LRbicx{s}') for s in scales)
+    for d in [gt_dir] + [d for _, d in lq_dirs]:
+        d.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(d)
+    jobs = [_Job(f, stem, gt_dir, lq_dirs, mod) for f, stem in files]
+    report.outcomes += run_parallel(_process, jobs, workers, desc=f'{out.name}')
+    report.notes.append(f'{out}: {gt_dir.name}, ' + ', '.join(d.name for _, d in lq_dirs))
+    return report

@@ -1,0 +1,45 @@
+"""Geometry of BasicSR's sub-image recipe and MATLAB-compatible bicubic resizing."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def mod_crop(img: np.ndarray, mod: int) -> np.ndarray:
+    """Crop the bottom/right so that height and width are multiples of ``mod``."""
+    h, w = img.shape[:2]
+    return img[:h - h % mod, :w - w % mod]
+
+
+def crop_starts(size: int, crop_size: int, step: int, thresh_size: int) -> list[int]:
+    """Start offsets along one axis, as in BasicSR's ``scripts/data_preparation/extract_subimages.py``:
+    ``range(0, size - crop_size + 1, step)`` plus a last crop flush with the border when more than
+    ``thresh_size`` pixels would be left over. Requires ``size >= crop_size``."""
+    starts = list(range(0, size - crop_size + 1, step))
+    if size - (starts[-1] + crop_size) > thresh_size:
+        starts.append(size - crop_size)
+    return starts
+
+
+def subimage_boxes(height: int, width: int, crop_size: int, step: int, thresh_size: int) -> list[tuple[int, int]]:
+    """Top-left corners of the sub-images, in BasicSR's order (rows outer, columns inner);
+    sub-image ``i`` (0-based) is named ``<stem>_s{i+1:03d}``."""
+    return [(y, x) for y in crop_starts(height, crop_size, step, thresh_size)
+            for x in crop_starts(width, crop_size, step, thresh_size)]
+
+
+def bicubic_resize(img: np.ndarray, scale: float) -> np.ndarray:
+    """MATLAB ``imresize(img, scale, 'bicubic')`` of a uint8 ``(H, W, C)`` image, rounded and clipped
+    to uint8 like MATLAB (``basicsr.utils.matlab_functions.imresize``, antialiasing on)."""
+    from basicsr.utils.matlab_functions import imresize
+
+    out = imresize(img.astype(np.float32) / 255., scale)
+    return np.clip(np.round(out * 255.), 0, 255).astype(np.uint8)
+
+
+def lcm(*values: int) -> int:
+    out = 1
+    for v in values:
+        out = out * v // math.gcd(out, v)
+    return out

@@ -1,0 +1,154 @@
+"""DIV2K-style paired LMDBs: HR sub-images and MATLAB-bicubic LR sub-images.
+
+Recipe (BasicSR's ``scripts/data_preparation/extract_subimages.py`` + ``create_lmdb.py``):
+
+1. each HR image is mod-cropped to a multiple of ``mod`` (12, so that x2/x3/x4 share one GT set);
+2. HR sub-images: ``crop_size`` 480, ``step`` 240, ``thresh_size`` 0, named ``<stem>_s001.png``...;
+3. LR: the **whole** mod-cropped image is downscaled (MATLAB bicubic), like the official
+   ``DIV2K_train_LR_bicubic/X{s}`` images, and cropped at the same places with size and step
+   divided by ``s``. (BasicSR crops the official LR images this way; cropping first and
+   downscaling each crop would give different pixels near the crop borders.)
+4. GT and LQ LMDBs with identical keys via ``make_lmdb_from_imgs`` (+ ``meta_info.txt``).
+
+Layout under ``out`` for ``name='DIV2K_train'``::
+
+    DIV2K_train_HR_sub/               DIV2K_train_HR_sub.lmdb
+    DIV2K_train_LR_bicubic_X2_sub/    DIV2K_train_LR_bicubic_X2_sub.lmdb   (X3, X4 likewise)
+    DIV2K_train_prepare.json          (crop parameters; a re-run with other ones is refused)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .crop import bicubic_resize, mod_crop, subimage_boxes
+from .imageio import ImageError, list_images, png_complete, read_bgr, remove_stale_temporaries, safe_stem, \
+    write_atomic, write_png
+from .lmdb_tools import build_lmdb, remove_stale_lmdbs
+from .report import Outcome, Report, run_parallel
+
+
+def gt_folder(out: Path, name: str) -> Path:
+    return out / f'{name}_HR_sub'
+
+
+def lq_folder(out: Path, name: str, scale: int) -> Path:
+    return out / f'{name}_LR_bicubic_X{scale}_sub'
+
+
+@dataclass(frozen=True)
+class _Job:
+    source: Path
+    stem: str
+    gt_dir: Path
+    lq_dirs: tuple[tuple[int, Path], ...]
+    crop_size: int
+    step: int
+    thresh_size: int
+    mod: int
+    compress_level: int
+
+
+def _process(job: _Job) -> Outcome:
+    try:
+        img = read_bgr(job.source)
+        h0, w0 = img.shape[:2]
+        img = mod_crop(img, job.mod)
+        h, w = img.shape[:2]
+        if h < job.crop_size or w < job.crop_size:
+            raise ImageError(f'{job.source}: too small ({h0}x{w0}; needs at least {job.crop_size}x{job.crop_size} '
+                             f'after cropping to a multiple of {job.mod})')
+        boxes = subimage_boxes(h, w, job.crop_size, job.step, job.thresh_size)
+        keys = [f'{job.stem}_s{i + 1:03d}' for i in range(len(boxes))]
+        todo_gt = [i for i, k in enumerate(keys) if not png_complete(job.gt_dir / f'{k}.png')]
+        todo_lq = {s: [i for i, k in enumerate(keys) if not png_complete(d / f'{k}.png')] for s, d in job.lq_dirs}
+        if not todo_gt and not any(todo_lq.values()):
+            return Outcome(str(job.source), 'skipped', keys)
+        c = job.crop_size
+        for i in todo_gt:
+            y, x = boxes[i]
+            write_png(job.gt_dir / f'{keys[i]}.png', img[y:y + c, x:x + c], job.compress_level)
+        for s, d in job.lq_dirs:
+            if todo_lq[s]:
+                lr, cs = bicubic_resize(img, 1 / s), c // s
+                for i in todo_lq[s]:
+                    y, x = boxes[i][0] // s, boxes[i][1] // s
+                    write_png(d / f'{keys[i]}.png', lr[y:y + cs, x:x + cs], job.compress_level)
+        return Outcome(str(job.source), 'written', keys)
+    except ImageError as exc:
+        return Outcome(str(job.source), 'failed', reason=str(exc).removeprefix(f'{job.source}: '))
+    except Exception as exc:  # noqa: BLE001 - one bad image must not stop the others
+        return Outcome(str(job.source), 'failed', reason=f'{type(exc).__name__}: {exc}')
+
+
+def check_parameters(scales: list[int], crop_size: int, step: int, mod: int) -> None:
+    """Raise ``ValueError`` unless LR crops line up with HR crops for every scale."""
+    for s in scales:
+        if s < 1 or mod % s or crop_size % s or step % s:
+            raise ValueError(f'scale {s}: mod ({mod}), crop size ({crop_size}) and step ({step}) must be multiples '
+                             'of every scale')
+    if step < 1 or crop_size < 1:
+        raise ValueError('crop size and step must be positive')
+
+
+def _check_params_file(path: Path, params: dict) -> None:
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != params:
+            raise ValueError(f'{path} records other crop parameters ({previous}) than this run ({params}); '
+                             'use another --out/--name or delete the old outputs.')
+    else:
+        write_atomic(path, (json.dumps(params, indent=1) + '\n').encode())
+
+
+def assign_stems(files: list[Path], report: Report) -> list[tuple[Path, str]]:
+    """Unique LMDB-safe stems; a file whose stem collides with an earlier one is reported as failed."""
+    seen: dict[str, Path] = {}
+    out = []
+    for f in files:
+        try:
+            stem = safe_stem(f)
+        except ImageError as exc:
+            report.outcomes.append(Outcome(str(f), 'failed', reason=str(exc).removeprefix(f'{f}: ')))
+            continue
+        if stem in seen:
+            report.outcomes.append(Outcome(str(f), 'failed', reason=f'same name as {seen[stem]}'))
+            continue
+        seen[stem] = f
+        out.append((f, stem))
+    return out
+
+
+def prepare_paired_lmdb(hr_dirs: list[str | Path], out: str | Path, name: str, scales: list[int],
+                        workers: int = 1, crop_size: int = 480, step: int = 240, thresh_size: int = 0,
+                        mod: int = 12, compress_level: int = 3, lmdb_compress_level: int = 1) -> Report:
+    """HR folder(s) -> GT/LQ sub-image folders and LMDBs under ``out`` (see the module docstring).
+
+    Unusable images are skipped and listed in the returned :class:`Report` (``exit_code`` 1).
+    """
+    out = Path(out)
+    scales = sorted(set(int(s) for s in scales))
+    check_parameters(scales, crop_size, step, mod)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_params_file(out / f'{name}_prepare.json',
+                       dict(crop_size=crop_size, step=step, thresh_size=thresh_size, mod=mod))
+    report = Report()
+    files = assign_stems(list_images(hr_dirs), report)
+    dirs = [gt_folder(out, name)] + [lq_folder(out, name, s) for s in scales]
+    for d in dirs:
+        d.mkdir(exist_ok=True)
+        remove_stale_temporaries(d)
+    remove_stale_lmdbs(out)
+    jobs = [_Job(f, stem, dirs[0], tuple((s, lq_folder(out, name, s)) for s in scales), crop_size, step,
+                 thresh_size, mod, compress_level) for f, stem in files]
+    report.outcomes += run_parallel(_process, jobs, workers, desc=f'{name} sub-images')
+    keys = sorted(k for o in report.outcomes if o.status != 'failed' for k in o.keys)
+    if not keys:
+        report.notes.append('no usable images: no LMDB written')
+        return report
+    for d in dirs:
+        lmdb_path = d.with_name(d.name + '.lmdb')
+        state = build_lmdb(d, lmdb_path, keys, lmdb_compress_level)
+        report.notes.append(f'{lmdb_path}: {len(keys)} entries ({"already complete" if state == "kept" else "written"})')
+    return report

@@ -1,0 +1,73 @@
+"""LMDB building with BasicSR's tools, atomically swapped into place, and completeness checks."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from .imageio import TMP_MARK
+
+
+def meta_info_keys(lmdb_path: Path) -> list[str] | None:
+    """Keys listed in ``meta_info.txt`` (BasicSR: the name up to the first '.'), or None if absent."""
+    meta = lmdb_path / 'meta_info.txt'
+    if not meta.is_file():
+        return None
+    with open(meta, encoding='utf-8') as f:
+        return [line.split('.')[0] for line in f if line.strip()]
+
+
+def lmdb_complete(lmdb_path: Path, keys: list[str]) -> bool:
+    """Whether ``lmdb_path`` holds exactly ``keys`` (meta_info.txt and the database agree)."""
+    import lmdb
+
+    if not (lmdb_path / 'data.mdb').is_file():
+        return False
+    listed = meta_info_keys(lmdb_path)
+    if listed is None or len(listed) != len(keys) or set(listed) != set(keys):
+        return False
+    try:
+        env = lmdb.open(str(lmdb_path), readonly=True, lock=False, readahead=False)
+    except lmdb.Error:
+        return False
+    try:
+        return env.stat()['entries'] == len(keys)
+    finally:
+        env.close()
+
+
+def remove_stale_lmdbs(folder: Path) -> None:
+    """Delete temporary LMDB folders left by an interrupted run."""
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.is_dir() and p.name.startswith('.') and TMP_MARK in p.name:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def build_lmdb(src_dir: Path, lmdb_path: Path, keys: list[str], compress_level: int = 1) -> str:
+    """Make ``lmdb_path`` from ``src_dir/<key>.png`` with ``basicsr.utils.lmdb_util.make_lmdb_from_imgs``
+    (which also writes ``meta_info.txt``). Returns ``'kept'`` if it was already complete, else
+    ``'built'``. The LMDB is written to a temporary folder and swapped in, so an interrupted run
+    never leaves a half-written LMDB under the final name."""
+    from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+
+    if not keys:
+        raise ValueError(f'no images for {lmdb_path}')
+    if lmdb_complete(lmdb_path, keys):
+        return 'kept'
+    pid = os.getpid()
+    tmp = lmdb_path.with_name(f'.{lmdb_path.stem}{TMP_MARK}{pid}.lmdb')  # BasicSR wants '.lmdb'
+    old = lmdb_path.with_name(f'.{lmdb_path.stem}{TMP_MARK}{pid}-old.lmdb')
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        make_lmdb_from_imgs(str(src_dir), str(tmp), [f'{k}.png' for k in keys], list(keys),
+                            compress_level=compress_level)
+        if not lmdb_complete(tmp, keys):
+            raise RuntimeError(f'{tmp}: the new LMDB is incomplete')
+        if lmdb_path.exists():
+            os.rename(lmdb_path, old)
+        os.rename(tmp, lmdb_path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    return 'built'

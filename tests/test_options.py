@@ -1,0 +1,141 @@
+"""Every option file parses, agrees with its preset, builds, and follows the data layout (docs/data.md).
+
+The preset comes from the file name: ``{train,test}_<Variant>_x<s>[_stage<k>].yml`` with Variant in
+ESC, ESC_light, ESC_FP, ESC_XL, ESC_Real, ELAN, ELAN_light (-> ``esc``, ``esc_light``, ...).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from basicsr.utils.options import ordered_yaml
+
+from esc_basicsr.archs.presets import PRESETS, SCALE_KEY, network_g
+
+REPO = Path(__file__).resolve().parents[1]
+OPTION_FILES = sorted((REPO / 'options').glob('*.yml'))
+DEMO_FILES = sorted((REPO / 'esc_basicsr' / 'options').glob('*.yml'))
+ESC_FILES = [p for p in OPTION_FILES if '_ESC' in p.stem]
+BENCHMARKS = ['Set5', 'Set14', 'B100', 'Urban100', 'Manga109']
+NAME_RE = re.compile(r'^(?:demo_)?(?:train_|test_)?(?P<variant>[A-Za-z_]+?)_x(?P<scale>\d)(?:_stage(?P<stage>\d))?$')
+# keys an option file may add to its preset: the attention backend (ESC family), ELAN's input range
+ALLOWED_EXTRA = {'ESC': {'attn_type'}, 'ESCFP': {'attn_type'}, 'ESCReal': {'attn_type'}, 'ELAN': {'input_range'}}
+
+
+def load(path: Path) -> dict:
+    with open(path) as f:
+        return yaml.load(f, Loader=ordered_yaml()[0])
+
+
+def parse_name(path: Path) -> tuple[str, int]:
+    m = NAME_RE.match(path.stem)
+    assert m, f'{path.name}: name does not follow <kind>_<Variant>_x<scale>[_stage<k>].yml'
+    preset = m['variant'].lower()
+    assert preset in PRESETS, f'{path.name}: no preset {preset!r}'
+    return preset, int(m['scale'])
+
+
+def test_expected_esc_files_exist():
+    names = {p.name for p in OPTION_FILES}
+    for variant in ('ESC', 'ESC_light', 'ESC_FP', 'ESC_XL'):
+        for s in (2, 3, 4):
+            assert f'train_{variant}_x{s}.yml' in names
+            assert f'test_{variant}_x{s}.yml' in names
+    assert {'train_ESC_Real_x4_stage1.yml', 'train_ESC_Real_x4_stage2.yml', 'test_ESC_Real_x4.yml'} <= names
+
+
+@pytest.mark.parametrize('path', OPTION_FILES + DEMO_FILES, ids=lambda p: p.name)
+def test_network_matches_preset_and_builds(path):
+    from basicsr.archs import build_network
+
+    opt = load(path)
+    preset, scale = parse_name(path)
+    net = dict(opt['network_g'])
+    expected = network_g(preset, scale)
+    extra = set(net) - set(expected)
+    assert extra <= ALLOWED_EXTRA.get(expected['type'], set()), f'{path.name}: unexpected keys {extra}'
+    assert {k: net[k] for k in expected} == expected, f'{path.name}: network_g differs from preset {preset!r}'
+    assert opt['scale'] == scale == net[SCALE_KEY[net['type']]]
+    model = build_network(net)  # through BasicSR's ARCH_REGISTRY
+    assert type(model).__name__ == net['type']
+
+
+def _check_metrics(opt: dict, scale: int, name: str) -> None:
+    metrics = opt['val']['metrics']
+    assert set(metrics) == {'psnr', 'ssim'}, name
+    for m in metrics.values():
+        assert m['crop_border'] == scale and m['test_y_channel'] is True, name
+
+
+@pytest.mark.parametrize('path', OPTION_FILES, ids=lambda p: p.name)
+def test_data_layout(path):
+    """Dataset paths follow docs/data.md: DIV2K/DF2K LMDBs for training, <Set>/GTmod12 + LRbicx<s>."""
+    opt = load(path)
+    _, scale = parse_name(path)
+    for phase, ds in opt['datasets'].items():
+        if ds['type'] == 'PairedImageDataset' and phase == 'train':
+            m = re.fullmatch(r'datasets/(DIV2K|DF2K)/\1_train_HR_sub\.lmdb', ds['dataroot_gt'])
+            assert m, f'{path.name}: {ds["dataroot_gt"]}'
+            data = m[1]
+            assert ds['dataroot_lq'] == f'datasets/{data}/{data}_train_LR_bicubic_X{scale}_sub.lmdb', path.name
+            assert ds['io_backend']['type'] == 'lmdb' and ds['name'] == data
+        elif ds['type'] == 'PairedImageDataset':
+            assert ds['name'] in BENCHMARKS, path.name
+            assert ds['dataroot_gt'] == f'datasets/{ds["name"]}/GTmod12', path.name
+            assert ds['dataroot_lq'] == f'datasets/{ds["name"]}/LRbicx{scale}', path.name
+            assert ds['io_backend']['type'] == 'disk'
+        elif ds['type'] == 'RealESRGANDataset':
+            assert ds['dataroot_gt'] == 'datasets/DF2K/DF2K_train_HR_sub.lmdb' and ds['io_backend']['type'] == 'lmdb'
+        elif ds['type'] == 'SingleImageDataset':
+            assert ds['dataroot_lq'] == 'datasets/RealSRSet' and 'metrics' not in opt['val']
+        else:
+            pytest.fail(f'{path.name}: unexpected dataset type {ds["type"]}')
+    if path.stem.startswith('test_') and opt['datasets']['test_1']['type'] == 'PairedImageDataset':
+        assert [d['name'] for d in opt['datasets'].values()] == BENCHMARKS, path.name
+    if opt.get('val', {}).get('metrics'):
+        _check_metrics(opt, scale, path.name)
+
+
+@pytest.mark.parametrize('path', ESC_FILES, ids=lambda p: p.name)
+def test_esc_recipe_and_links(path):
+    """The paper's recipe in every ESC file; fine-tuning and test files point at the right checkpoints."""
+    opt = load(path)
+    preset, scale = parse_name(path)
+    stem = path.stem
+    name = stem.split('_', 1)[1]
+    assert opt['name'] == name
+    if stem.startswith('test_'):
+        trained = 'ESC_Real_x4_stage2' if preset == 'esc_real' else name
+        assert (REPO / 'options' / f'train_{trained}.yml').is_file()
+        assert opt['path']['pretrain_network_g'] == f'experiments/{trained}/models/net_g_latest.pth'
+        assert opt['path']['param_key_g'] == 'params_ema' and opt['path']['strict_load_g'] is True
+        return
+    train = opt['train']
+    if preset == 'esc_real':
+        stage = int(stem[-1])
+        assert opt['model_type'] == ('RealESRNetModel' if stage == 1 else 'RealESRGANModel')
+        assert opt['gt_size'] == opt['datasets']['train']['gt_size'] == 256 and train['ema_decay'] == 0.999
+        if stage == 2:
+            assert opt['network_d']['type'] == 'UNetDiscriminatorSN'
+            assert {'pixel_opt', 'perceptual_opt', 'gan_opt'} <= set(train)
+            assert opt['path']['pretrain_network_g'] == 'experiments/ESC_Real_x4_stage1/models/net_g_latest.pth'
+        return
+    ds = opt['datasets']['train']
+    assert opt['model_type'] == 'SRModel'
+    assert ds['gt_size'] == 64 * scale and ds['use_hflip'] and ds['use_rot']
+    assert train['optim_g'] == {'type': 'AdamW', 'lr': 5e-4, 'weight_decay': 0, 'betas': [0.9, 0.9]}
+    assert train['scheduler'] == {'type': 'MultiStepLR', 'milestones': [250000, 400000, 450000, 475000, 490000],
+                                  'gamma': 0.5}
+    assert train['total_iter'] == 500000 and train['warmup_iter'] == 20000 and train['ema_decay'] == 0.999
+    assert train['pixel_opt']['type'] == 'L1Loss'
+    assert ds['batch_size_per_gpu'] == 16  # x 4 GPUs = the paper's 64 (docs/training.md)
+    assert opt['datasets']['val']['name'] == 'Set5'
+    assert ('DF2K' in ds['dataroot_gt']) == (preset == 'esc_xl')
+    if scale == 2:
+        assert opt['path']['pretrain_network_g'] is None
+    else:  # fine-tuned from the x2 model of the same variant
+        x2 = name.replace(f'_x{scale}', '_x2')
+        assert opt['path']['pretrain_network_g'] == f'experiments/{x2}/models/net_g_latest.pth'
+        assert opt['path']['param_key_g'] == 'params_ema' and opt['path']['strict_load_g'] is True
