@@ -1,0 +1,361 @@
+"""``python -m esc_basicsr.benchmark``: the paper's efficiency table (ESC Section 4.2 style).
+
+Parameters, multiply-accumulates (PyTorch's ``FlopCounterMode``, MACs = FLOPs / 2), latency
+(median after warm-up) and the memory added by a forward pass, for ESC, ESC-light, ESC-FP,
+ELAN-light and BasicSR's SwinIR-light (plus any BasicSR architecture named with
+``--basicsr-arch``), at a 1280x720 output by default, on CPU or CUDA. Each model is measured in a
+fresh Python process (``--no-isolate`` to disable) so that memory readings do not mix.
+
+Examples::
+
+    python -m esc_basicsr.benchmark --device cuda                       # paper setting, x2, 1280x720
+    python -m esc_basicsr.benchmark --device cpu --threads 2 --lr-size 176x320 --scale 2 \\
+        --models esc swinir_light --baseline swinir_light
+    python -m esc_basicsr.benchmark --models esc --backends naive sdpa flex --json out.json
+    python -m esc_basicsr.benchmark --no-timing                         # parameters and MACs only
+
+See docs/benchmark.md for the definitions.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+SWINIR_LIGHT: dict[str, Any] = dict(type='SwinIR', in_chans=3, img_size=64, window_size=8, img_range=1.,
+                                    depths=[6, 6, 6, 6], embed_dim=60, num_heads=[6, 6, 6, 6], mlp_ratio=2,
+                                    upsampler='pixelshuffledirect', resi_connection='1conv')
+DEFAULT_MODELS = ('esc', 'esc_light', 'esc_fp', 'elan_light', 'swinir_light')
+RESULT_MARKER = '@@esc_basicsr.benchmark@@'
+FLEX_CPU_NOTE = ('flex on the CPU runs FlexAttention\'s unfused eager reference (it materialises every score '
+                 'matrix): correct but slow, shown for reference only')
+
+
+@dataclass
+class Entry:
+    """One row of the benchmark: a network description and an attention backend."""
+
+    label: str
+    network_g: dict[str, Any]
+    attn: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_hw(text: str) -> tuple[int, int]:
+    """``'176x320'`` -> ``(176, 320)``."""
+    try:
+        a, b = (int(v) for v in text.lower().replace('*', 'x').split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected NxM, got {text!r}') from None
+    if a <= 0 or b <= 0:
+        raise argparse.ArgumentTypeError(f'sizes must be positive, got {text!r}')
+    return a, b
+
+
+def lr_size(lr: tuple[int, int] | None, output: tuple[int, int], scale: int) -> tuple[int, int]:
+    """Input ``(H, W)``: ``lr`` if given, else the output size (``W x H``, e.g. 1280x720) / scale, rounded."""
+    if lr is not None:
+        return lr
+    out_w, out_h = output
+    return max(round(out_h / scale), 1), max(round(out_w / scale), 1)
+
+
+def parse_basicsr_arch(text: str) -> tuple[str, dict[str, Any]]:
+    """``'EDSR:{"num_feat": 64}'`` (JSON keyword arguments, optional) -> ``('EDSR', {...})``."""
+    name, _, kwargs = text.partition(':')
+    try:
+        opts = json.loads(kwargs) if kwargs.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f'--basicsr-arch {text!r}: the part after ":" must be a JSON object ({exc})') from None
+    if not isinstance(opts, dict):
+        raise ValueError(f'--basicsr-arch {text!r}: the part after ":" must be a JSON object')
+    return name.strip(), opts
+
+
+def make_entries(models: Sequence[str], basicsr_archs: Sequence[str], backends: Sequence[str],
+                 scale: int) -> tuple[list[Entry], list[str]]:
+    """Benchmark rows for ``models`` (preset names or ``swinir_light``) and ``basicsr_archs``.
+
+    Architectures that take ``attn_type`` (the ESC family) get one row per backend. Returns the
+    rows and notes (models skipped, caveats).
+    """
+    from .archs.presets import PRESETS
+    from .registration import architectures
+    from .tools.loading import accepts, architecture, complete_network_g, network_from_preset
+
+    entries: list[Entry] = []
+    notes: list[str] = []
+    available = architectures()
+    for name in models:
+        key = name.lower().replace('-', '_')
+        if key == 'swinir_light':
+            entries.append(Entry('swinir_light', dict(SWINIR_LIGHT, upscale=scale)))
+            continue
+        if key not in PRESETS:
+            raise ValueError(f'unknown model {name!r}; choose from {sorted([*PRESETS, "swinir_light"])} '
+                             'or name a BasicSR architecture with --basicsr-arch')
+        network_g = network_from_preset(key, scale)
+        if network_g['type'] not in available:
+            notes.append(f'{key}: skipped, esc_basicsr.archs has no {network_g["type"]} in this installation')
+            continue
+        entries.append(Entry(key, network_g))
+    for text in basicsr_archs:
+        name, opts = parse_basicsr_arch(text)
+        entries.append(Entry(name, complete_network_g(dict(opts, type=name), scale)))
+
+    out: list[Entry] = []
+    for entry in entries:
+        if not accepts(architecture(entry.network_g['type']), 'attn_type'):
+            out.append(entry)
+            continue
+        for backend in backends:
+            label = entry.label if len(backends) == 1 and backend == 'auto' else f'{entry.label}[{backend}]'
+            out.append(Entry(label, entry.network_g, backend))
+    labels = [e.label for e in out]
+    for label in set(labels):
+        n = labels.count(label)
+        if n > 1:  # the same architecture twice: number them
+            for i, e in enumerate([e for e in out if e.label == label]):
+                e.label = f'{label}#{i + 1}'
+    return out, notes
+
+
+def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Measure one entry in this process (``spec`` from :func:`main`); returns its result row."""
+    import torch
+
+    from .archs.deploy import deploy
+    from .layers.attention_backends import normalize_attn_type, resolve_backend
+    from .tools.loading import build_network
+    from .tools.profiling import count_macs, count_params, measure
+    from .tools.runtime import resolve_device, resolve_dtype
+
+    if spec.get('threads'):
+        torch.set_num_threads(spec['threads'])
+    device = resolve_device(spec['device'])
+    dtype = resolve_dtype(spec['precision'], device)
+    h, w = spec['lr_size']
+    model = build_network(spec['network_g'], spec.get('attn'))
+    params = count_params(model)  # before folding (ELAN's BatchNorm), as papers count them
+    model = deploy(model)
+    attn_types = {m.attn_type for m in model.modules() if getattr(m, 'attn_type', None) is not None}
+    row: dict[str, Any] = {'params': params,
+                           'attn': ','.join(sorted(resolve_backend(normalize_attn_type(a), device) for a in attn_types))}
+    if spec.get('timing', True):
+        model = model.to(device=device, dtype=dtype)
+        x = torch.rand(1, 3, h, w, device=device, dtype=dtype)
+        row.update(measure(model, x, spec['warmup'], spec['repeats']))
+        del x
+    if spec.get('macs', True):
+        row['macs'] = count_macs(model, (1, 3, h, w))
+    row['threads'] = torch.get_num_threads() if device.type == 'cpu' else None
+    return row
+
+
+def run_isolated(spec: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    """:func:`run_worker` in a fresh Python process (clean memory readings, own thread settings)."""
+    env = dict(os.environ)
+    if spec.get('threads'):
+        env['OMP_NUM_THREADS'] = env['MKL_NUM_THREADS'] = str(spec['threads'])
+    cmd = [sys.executable, '-m', 'esc_basicsr.benchmark', '--worker', json.dumps(spec)]
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {'error': f'timed out after {timeout:g} s'}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            return json.loads(line[len(RESULT_MARKER):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {'error': f'worker exited with {proc.returncode}: ' + ' | '.join(tail)}
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return '-'
+    return format(value, spec)
+
+
+def add_ratios(rows: list[dict[str, Any]], baseline: str | None) -> None:
+    """Add ``ratio`` (latency / baseline latency) and ``mem_ratio`` (added memory / baseline's)."""
+    base = next((r for r in rows if r['label'] == baseline), None) if baseline else None
+    for row in rows:
+        row['ratio'] = row['mem_ratio'] = None
+        if base is None:
+            continue
+        if row.get('latency_ms') and base.get('latency_ms'):
+            row['ratio'] = row['latency_ms'] / base['latency_ms']
+        if row.get('mem_added_mb') and base.get('mem_added_mb'):
+            row['mem_ratio'] = row['mem_added_mb'] / base['mem_added_mb']
+
+
+def format_table(rows: list[dict[str, Any]], baseline: str | None) -> str:
+    """Markdown table of the result rows."""
+    ratio_head = f' vs {baseline}' if baseline else ''
+    lines = [f'| model | attn | params (K) | MACs (G) | latency (ms) | memory added (MB) | peak (MB) | '
+             f'time ratio{ratio_head} | memory ratio{ratio_head} |',
+             '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+    for r in rows:
+        if r.get('error'):
+            lines.append(f'| {r["label"]} | - | - | - | error: {r["error"][:120]} | - | - | - | - |')
+            continue
+        macs = r['macs'] / 1e9 if r.get('macs') is not None else None
+        lines.append(f'| {r["label"]} | {r.get("attn") or "-"} | {_fmt(r["params"] / 1e3, ".1f")} | '
+                     f'{_fmt(macs, ".1f")} | {_fmt(r.get("latency_ms"), ".1f")} | '
+                     f'{_fmt(r.get("mem_added_mb"), ".0f")} | {_fmt(r.get("mem_peak_mb"), ".0f")} | '
+                     f'{_fmt(r.get("ratio"), ".2f")} | {_fmt(r.get("mem_ratio"), ".2f")} |')
+    return '\n'.join(lines)
+
+
+def write_csv(path: str, rows: list[dict[str, Any]]) -> None:
+    """One CSV row per result (scalar fields only)."""
+    keys = ['label', 'arch', 'attn', 'scale', 'lr_h', 'lr_w', 'params', 'macs', 'latency_ms', 'mem_added_mb',
+            'mem_peak_mb', 'ratio', 'mem_ratio', 'device', 'precision', 'threads', 'error']
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=keys, extrasaction='ignore')
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, 'lr_h': row['lr_size'][0], 'lr_w': row['lr_size'][1]})
+
+
+def write_plot(path: str, rows: list[dict[str, Any]], title: str) -> None:
+    """Scatter of latency (or MACs without timing) against parameters, one labelled point per model."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if not r.get('error')]
+    timed = any(r.get('latency_ms') for r in rows)
+    key, ylabel = ('latency_ms', 'latency (ms)') if timed else ('macs', 'multiply-accumulates (G)')
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for r in rows:
+        y = r.get(key)
+        if y is None:
+            continue
+        y = y / 1e9 if key == 'macs' else y
+        ax.scatter(r['params'] / 1e3, y, s=30)
+        ax.annotate(r['label'], (r['params'] / 1e3, y), textcoords='offset points', xytext=(4, 4), fontsize=8)
+    ax.set_xlabel('parameters (K)')
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='python -m esc_basicsr.benchmark', description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--models', nargs='*', default=list(DEFAULT_MODELS),
+                   help='presets (esc, esc_light, esc_fp, esc_xl, esc_real, elan_light, elan) and/or swinir_light '
+                        f'(default: {" ".join(DEFAULT_MODELS)})')
+    p.add_argument('--basicsr-arch', action='append', default=[], metavar='TYPE[:JSON]',
+                   help='another registered architecture, e.g. \'EDSR:{"num_feat": 64, "num_block": 16}\' '
+                        '(scale and RGB channel arguments are filled in); repeatable')
+    p.add_argument('--backends', nargs='+', default=['auto'], choices=['auto', 'naive', 'sdpa', 'flex'],
+                   help='attention backends of the ESC family, one row each (default: auto)')
+    p.add_argument('--scale', type=int, default=2)
+    size = p.add_mutually_exclusive_group()
+    size.add_argument('--output-size', type=parse_hw, default=(1280, 720), metavar='WxH',
+                      help='output size, width x height (default 1280x720); the input is this / scale')
+    size.add_argument('--lr-size', type=parse_hw, default=None, metavar='HxW', help='input size, height x width')
+    p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto (default)')
+    p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'])
+    p.add_argument('--fp16', dest='precision', action='store_const', const='fp16', help='= --precision fp16')
+    p.add_argument('--bf16', dest='precision', action='store_const', const='bf16', help='= --precision bf16')
+    p.add_argument('--threads', type=int, default=None, help='CPU threads (torch.set_num_threads)')
+    p.add_argument('--warmup', type=int, default=None, help='untimed passes (default: CPU 1, CUDA 5)')
+    p.add_argument('--repeats', type=int, default=None, help='timed passes, median reported (default: CPU 3, CUDA 20)')
+    p.add_argument('--baseline', default=None, help='label of the row that ratios are relative to, e.g. swinir_light')
+    p.add_argument('--no-timing', dest='timing', action='store_false', help='parameters and MACs only')
+    p.add_argument('--no-macs', dest='macs', action='store_false', help='skip the MAC count')
+    p.add_argument('--no-isolate', dest='isolate', action='store_false',
+                   help='measure in this process (CPU memory readings then include earlier models)')
+    p.add_argument('--timeout', type=float, default=None, help='seconds per model (isolated runs)')
+    p.add_argument('--csv', default=None, help='write the results as CSV')
+    p.add_argument('--json', default=None, help='write the configuration and results as JSON')
+    p.add_argument('--plot', default=None, help='write a PNG of latency vs parameters')
+    p.add_argument('--worker', default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns the exit code (1 if a model failed)."""
+    args = build_parser().parse_args(argv)
+    import esc_basicsr  # noqa: F401  (registers the architectures)
+
+    if args.worker is not None:
+        result = run_worker(json.loads(args.worker))
+        print(RESULT_MARKER + json.dumps(result), flush=True)
+        return 0
+
+    import torch
+
+    from .tools.runtime import resolve_device, resolve_dtype
+    try:
+        device = resolve_device(args.device)
+        resolve_dtype(args.precision, device)
+        entries, notes = make_entries(args.models, args.basicsr_arch, args.backends, args.scale)
+    except (ValueError, KeyError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    if args.baseline and args.baseline not in [e.label for e in entries]:
+        print(f'error: --baseline {args.baseline!r} is not one of the rows: {[e.label for e in entries]}',
+              file=sys.stderr)
+        return 2
+    if device.type == 'cpu' and 'flex' in args.backends and args.timing:
+        notes.append(FLEX_CPU_NOTE)
+    warmup = args.warmup if args.warmup is not None else (5 if device.type == 'cuda' else 1)
+    repeats = args.repeats if args.repeats is not None else (20 if device.type == 'cuda' else 3)
+    h, w = lr_size(args.lr_size, args.output_size, args.scale)
+    config = {'device': str(device), 'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda'
+              else None, 'precision': args.precision, 'threads': args.threads, 'scale': args.scale,
+              'lr_size': [h, w], 'out_size': [h * args.scale, w * args.scale], 'warmup': warmup, 'repeats': repeats,
+              'isolated': args.isolate, 'torch': torch.__version__, 'baseline': args.baseline}
+
+    rows = []
+    for i, entry in enumerate(entries, 1):
+        spec = {'network_g': entry.network_g, 'attn': entry.attn, 'lr_size': [h, w], 'device': str(device),
+                'precision': args.precision, 'threads': args.threads, 'warmup': warmup, 'repeats': repeats,
+                'timing': args.timing, 'macs': args.macs}
+        print(f'[{i}/{len(entries)}] {entry.label} ...', end='', file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        if args.isolate:
+            result = run_isolated(spec, args.timeout)
+        else:
+            try:
+                result = run_worker(spec)
+            except Exception as exc:  # keep going: report it in the table
+                result = {'error': f'{type(exc).__name__}: {exc}'}
+        print(f' {result.get("error") or "done"} ({time.perf_counter() - start:.0f} s)', file=sys.stderr)
+        rows.append({'label': entry.label, 'arch': entry.network_g['type'], 'scale': args.scale, 'lr_size': [h, w],
+                     'device': str(device), 'precision': args.precision, **result})
+    add_ratios(rows, args.baseline)
+
+    threads = f', {args.threads or torch.get_num_threads()} threads' if device.type == 'cpu' else ''
+    title = (f'x{args.scale}, input {h}x{w} -> output {h * args.scale}x{w * args.scale} (HxW), {device}'
+             f'{threads}, {args.precision}')
+    timing = f'; latency: median of {repeats} after {warmup} warm-up' if args.timing else ''
+    print(f'\n{title}{timing}\n')
+    print(format_table(rows, args.baseline))
+    for note in notes + [n for e in entries for n in e.notes]:
+        print(f'\nnote: {note}')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'config': config, 'notes': notes, 'results': rows}, f, indent=2)
+    if args.csv:
+        write_csv(args.csv, rows)
+    if args.plot:
+        write_plot(args.plot, rows, title)
+    return 1 if any(r.get('error') for r in rows) else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""From a description of a network (BasicSR option file, preset, deployed checkpoint) to a model.
+
+A network is described by a BasicSR ``network_g`` dict (``{'type': 'ESC', ...}``), taken from, in
+order of precedence: an option file (``--opt``), a preset of :mod:`esc_basicsr.archs.presets`
+(``--model esc_light --scale 2``), or the ``network_g`` stored in a checkpoint written by
+``python -m esc_basicsr.export``. Weights are read with ``torch.load(weights_only=True)``: no code
+from the file is executed.
+
+Deployed checkpoint format (written by :func:`save_deployed`, read by :func:`load_network`)::
+
+    {'params': state_dict,            # of the folded model (esc_basicsr.archs.deploy.deploy)
+     'network_g': {'type': ..., ...}, # constructor arguments, BasicSR style
+     'scale': int, 'deployed': True, 'esc_basicsr_version': str}
+
+BasicSR itself reads ``params`` of such a file; a folded ESC also loads into a training-form ESC
+(the geometric ensemble is idempotent), a folded ELAN only into a folded ELAN.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from ..archs.checkpoint import extract_state_dict
+from ..archs.deploy import deploy as deploy_model
+
+logger = logging.getLogger('esc_basicsr')
+
+# constructor arguments holding the upscaling factor (ESC family, BasicSR archs, ELAN / RRDBNet)
+SCALE_KEYS = ('upscaling_factor', 'upscale', 'scale')
+# required constructor arguments filled with 3 (RGB) when a user leaves them out (BasicSR archs)
+_CHANNEL_KEYS = ('num_in_ch', 'num_out_ch', 'in_chans', 'colors')
+
+
+@dataclass
+class LoadedNetwork:
+    """A model ready for inference plus its description.
+
+    Attributes:
+        model: the network in eval mode (folded with :func:`esc_basicsr.archs.deploy.deploy`).
+        network_g: the BasicSR ``network_g`` dict it was built from (with ``type``).
+        scale: upscaling factor r (output is ``r*H x r*W``).
+        value_range: range of the images the model takes and returns (1.0 for [0, 1]).
+        meta: entries of the checkpoint other than the weights.
+    """
+
+    model: nn.Module
+    network_g: dict[str, Any]
+    scale: int
+    value_range: float = 1.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def read_options(path: str | Path) -> dict[str, Any]:
+    """Read a BasicSR option file (YAML, parsed safely) that has a ``network_g`` with a ``type``."""
+    import yaml
+
+    with open(path, encoding='utf-8') as f:
+        opt = yaml.safe_load(f)
+    if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict) or 'type' not in opt['network_g']:
+        raise ValueError(f'{path}: not a BasicSR option file with a "network_g: {{type: ...}}" section')
+    return opt
+
+
+def network_from_preset(name: str, scale: int) -> dict[str, Any]:
+    """``network_g`` of a preset at ``scale``, taking images in [0, 1].
+
+    ELAN presets are the authors' models (images in [0, ``rgb_range`` = 255]); ``input_range: 1.0``
+    is added so that, like every BasicSR network, they take and return [0, 1] images.
+    """
+    from ..archs.presets import network_g
+
+    opt = network_g(name, scale)
+    if opt['type'] == 'ELAN':
+        opt.setdefault('input_range', 1.0)
+    return opt
+
+
+def network_scale(network_g: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> int | None:
+    """The upscaling factor stated by ``network_g`` (or the option file's top-level ``scale``)."""
+    for key in SCALE_KEYS:
+        if isinstance(network_g.get(key), int):
+            return network_g[key]
+    if options is not None and isinstance(options.get('scale'), int):
+        return options['scale']
+    return None
+
+
+def architecture(type_name: str) -> type:
+    """Class registered as ``type_name`` in BasicSR's ``ARCH_REGISTRY`` (BasicSR's and ours)."""
+    import basicsr.archs  # noqa: F401  (imports BasicSR's arch modules, filling the registry)
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    from ..registration import register_archs
+
+    register_archs()
+    if type_name not in ARCH_REGISTRY:
+        raise KeyError(f'unknown architecture {type_name!r}; registered: {sorted(ARCH_REGISTRY._obj_map)}')
+    return ARCH_REGISTRY.get(type_name)
+
+
+def accepts(cls: type, name: str) -> bool:
+    """Whether ``cls``'s constructor takes a keyword argument ``name``."""
+    return name in inspect.signature(cls).parameters
+
+
+def complete_network_g(network_g: Mapping[str, Any], scale: int | None = None) -> dict[str, Any]:
+    """Copy of ``network_g`` with a missing scale argument and missing RGB channel counts filled in
+    (for BasicSR archs named on the command line, e.g. ``EDSR`` needs ``num_in_ch``)."""
+    opt = copy.deepcopy(dict(network_g))
+    cls = architecture(opt['type'])
+    params = inspect.signature(cls).parameters
+    if scale is not None and network_scale(opt) is None:
+        key = next((k for k in SCALE_KEYS if k in params), None)
+        if key is not None:
+            opt[key] = scale
+    for key in _CHANNEL_KEYS:
+        if key in params and key not in opt and params[key].default is inspect.Parameter.empty:
+            opt[key] = 3
+    return opt
+
+
+def build_network(network_g: Mapping[str, Any], attn_type: str | None = None) -> nn.Module:
+    """Construct ``network_g`` (a BasicSR ``network_g`` dict with ``type``).
+
+    Args:
+        network_g: ``{'type': name, **constructor_arguments}``.
+        attn_type: attention backend (``naive|sdpa|flex|auto``) for architectures that take
+            ``attn_type`` (the ESC family); ignored by others. ``None`` keeps ``network_g``'s.
+    """
+    opt = copy.deepcopy(dict(network_g))
+    cls = architecture(opt.pop('type'))
+    if attn_type is not None and accepts(cls, 'attn_type'):
+        opt['attn_type'] = attn_type
+    return cls(**opt)
+
+
+def read_checkpoint(path: str | Path, param_key: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and other entries of a checkpoint, loaded with ``weights_only=True``.
+
+    The weights are ``param_key``, else ``params_ema``, else ``params``, else the file itself (a bare
+    state_dict), as :func:`esc_basicsr.archs.checkpoint.extract_state_dict` picks them.
+    """
+    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f'{path}: expected a dict checkpoint, got {type(checkpoint).__name__}')
+    state_dict = extract_state_dict(checkpoint, param_key)
+    has_weights = any(k in checkpoint for k in ('params', 'params_ema')) or param_key is not None
+    meta = {k: v for k, v in checkpoint.items() if k not in ('params', 'params_ema', param_key)} if has_weights else {}
+    return state_dict, meta
+
+
+def resolve_network_g(opt: str | Path | None = None, preset: str | None = None, scale: int | None = None,
+                      meta: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], int | None]:
+    """``(network_g, scale)`` from an option file, else a preset (+ scale), else a checkpoint's meta."""
+    if opt is not None:
+        options = read_options(opt)
+        return dict(options['network_g']), network_scale(options['network_g'], options)
+    if preset is not None:
+        if scale is None:
+            raise ValueError(f'--model {preset} needs --scale')
+        return network_from_preset(preset, scale), scale
+    if meta and isinstance(meta.get('network_g'), Mapping):
+        network_g = dict(meta['network_g'])
+        return network_g, network_scale(network_g) or meta.get('scale')
+    raise ValueError('no network description: give --opt (a BasicSR option file), or --model NAME --scale N, '
+                     'or a checkpoint written by "python -m esc_basicsr.export"')
+
+
+@torch.no_grad()
+def probe_scale(model: nn.Module, size: int = 16) -> int:
+    """Upscaling factor found by running a ``(1, 3, size, size)`` input through ``model`` on the CPU."""
+    device = next(model.parameters()).device
+    out = model(torch.zeros(1, 3, size, size, device=device))
+    return out.shape[-1] // size
+
+
+def load_network(weights: str | Path | None, opt: str | Path | None = None, preset: str | None = None,
+                 scale: int | None = None, attn_type: str | None = None, param_key: str | None = None,
+                 strict: bool = True, fold: bool = True) -> LoadedNetwork:
+    """Build the described network and load ``weights`` into it.
+
+    Args:
+        weights: checkpoint path (BasicSR ``params_ema``/``params``, a bare state_dict, or a
+            deployed checkpoint); ``None`` keeps the random initialisation (tests, benchmarks).
+        opt: BasicSR option file whose ``network_g`` describes the network.
+        preset: preset name (``esc``, ``esc_light``, ``esc_fp``, ``elan_light``, ...), with ``scale``.
+        scale: upscaling factor of the preset (with ``opt`` it overrides nothing).
+        attn_type: attention backend of the ESC family (``auto|naive|sdpa|flex``).
+        param_key: checkpoint entry holding the weights (default: ``params_ema``, then ``params``).
+        strict: ``load_state_dict(strict=...)``.
+        fold: apply :func:`esc_basicsr.archs.deploy.deploy` (inference form, eval mode).
+
+    Raises:
+        ValueError / KeyError: no or an unknown network description, or an unreadable checkpoint.
+        RuntimeError: weights that do not fit the network (from ``load_state_dict``).
+    """
+    state_dict, meta = read_checkpoint(weights, param_key) if weights is not None else (None, {})
+    network_g, net_scale = resolve_network_g(opt, preset, scale, meta)
+    network_g = complete_network_g(network_g, net_scale or scale)
+    model = build_network(network_g, attn_type)
+    if meta.get('deployed'):  # folded weights need a folded model (ELAN has no BatchNorm keys any more)
+        deploy_model(model)
+    if state_dict is not None:
+        model.load_state_dict(state_dict, strict=strict)
+    if fold:
+        deploy_model(model)
+    model.eval()
+    net_scale = network_scale(network_g) or net_scale or probe_scale(model)
+    value_range = float(getattr(model, 'input_range', 1.0) or 1.0)
+    return LoadedNetwork(model, network_g, int(net_scale), value_range, meta)
+
+
+def save_deployed(path: str | Path, model: nn.Module, network_g: Mapping[str, Any], scale: int) -> None:
+    """Save a folded ``model`` in the deployed checkpoint format (see the module docstring)."""
+    from ..version import __version__
+
+    if not all(isinstance(v, (str, int, float, bool, list, tuple, dict, type(None))) for v in network_g.values()):
+        raise ValueError('network_g must hold plain values only (it is stored for weights_only loading)')
+    checkpoint = {
+        'params': {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        'network_g': copy.deepcopy(dict(network_g)),
+        'scale': int(scale),
+        'deployed': True,
+        'esc_basicsr_version': __version__,
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, path)

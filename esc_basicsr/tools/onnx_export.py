@@ -1,0 +1,235 @@
+"""ONNX export with dynamic batch, height and width, verified with onnxruntime.
+
+What makes ESC/ELAN hard to export with dynamic sizes, and what :func:`export_mode` does about it
+(only while exporting, without touching the model's weights or its PyTorch numerics):
+
+* The window attention reflect-pads to a multiple of the window with
+  :func:`esc_basicsr.layers.padding.pad_to_multiple`, which branches in Python on the size (no
+  pad / one ``F.pad`` / repeated reflection for inputs smaller than the pad). A trace records
+  one branch; ONNX ``Pad(reflect)`` also rejects pads larger than the input. It is replaced by
+  :func:`reflect_pad_to_multiple`: the same reflected pixels gathered with an index vector built
+  from ``arange`` (no branch, any size down to 1x1, exactly the same values).
+* ESC's dynamic 3x3 depthwise convolution may be written as one convolution with
+  ``groups = B * C`` (fast on CPU), which fixes the batch in the graph. It is replaced by
+  :func:`dynamic_depthwise_conv_any_batch` (sum of 9 shifted products; same result to float
+  rounding).
+* The naive attention splits the windows into chunks in a Python loop; the chunk is made
+  unbounded so that one chunk covers any image.
+
+Exporters (``torch.onnx.export``): the TorchScript tracer (``dynamo=False``, ``dynamic_axes``;
+deprecated by PyTorch but ~15x faster here: 16 s vs 270 s for ESC x2) and the ``torch.export``
+one (``dynamo=True``, ``dynamic_shapes``). Both give dynamic batch/height/width graphs with the
+substitutions above; without them, both fail for inputs smaller than half a window. FlexAttention
+has no ONNX lowering: export with ``attn_type`` ``sdpa`` or ``naive``.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import sys
+import warnings
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+EXPORTABLE_BACKENDS = ('naive', 'sdpa')
+EXPORTERS = ('torchscript', 'dynamo')
+
+
+class ExportError(RuntimeError):
+    """The model cannot be exported as requested (the message says why and what to do)."""
+
+
+def reflect_index(size: int, padded: int, reps: int) -> torch.Tensor:
+    """Indices ``(padded,)`` of a repeated reflection of ``0..size-1`` (period ``2*size-2``).
+
+    Equal to the index pattern of ``F.pad(mode='reflect')`` where that is valid, and of its repeated
+    application (:func:`esc_basicsr.layers.padding.pad_bottom_right`) for larger pads; ``reps``
+    periods are generated, which covers ``padded <= size + reps - 1`` for any ``size >= 1``.
+    """
+    ar = torch.arange(size)
+    period = torch.cat([ar, ar.flip(0)[1:-1]])  # 0..size-1, size-2..1 (just [0] for size 1)
+    return period.repeat(reps)[:padded]
+
+
+def reflect_pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Branch-free equivalent of :func:`esc_basicsr.layers.padding.pad_to_multiple`.
+
+    ``(B, C, H, W) -> (B, C, ceil(H/m)*m, ceil(W/m)*m)`` by gathering reflected rows and columns.
+    """
+    h, w = x.shape[-2:]
+    rows = reflect_index(h, h + (-h) % multiple, multiple).to(x.device)
+    cols = reflect_index(w, w + (-w) % multiple, multiple).to(x.device)
+    return x.index_select(2, rows).index_select(3, cols)
+
+
+def dynamic_depthwise_conv_any_batch(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Per-image depthwise 'same' convolution as a sum of shifted products (batch-agnostic graph).
+
+    Args:
+        x: ``(B, C, H, W)``.
+        kernels: ``(B, C, k, k)``, odd ``k``.
+
+    Returns:
+        ``(B, C, H, W)``.
+    """
+    k = kernels.shape[-1]
+    h, w = x.shape[-2:]
+    xp = F.pad(x, (k // 2,) * 4)
+    out = None
+    for i in range(k):
+        for j in range(k):
+            term = xp[:, :, i:i + h, j:j + w] * kernels[:, :, i, j, None, None]
+            out = term if out is None else out + term
+    return out
+
+
+@contextlib.contextmanager
+def export_mode() -> Iterator[list[str]]:
+    """Within the block, esc_basicsr's layers use the export-friendly functions above.
+
+    Module globals of ``esc_basicsr.*`` that refer to the original ``pad_to_multiple`` or
+    ``dynamic_depthwise_conv`` are swapped (and restored on exit). Yields the names swapped, e.g.
+    ``['esc_basicsr.layers.window_attention.pad_to_multiple', ...]``.
+    """
+    from ..layers import attention_backends, conv_attn, padding
+
+    substitutes: dict[int, tuple[object, object]] = {}  # id(original) -> (original, substitute)
+    for module, attr, substitute in ((padding, 'pad_to_multiple', reflect_pad_to_multiple),
+                                     (conv_attn, 'dynamic_depthwise_conv', dynamic_depthwise_conv_any_batch)):
+        if hasattr(module, attr):
+            original = getattr(module, attr)
+            substitutes[id(original)] = (original, substitute)
+    swapped: list[tuple[object, str, object]] = []
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith('esc_basicsr.') or name.startswith('esc_basicsr.tools'):
+            continue
+        for attr, value in list(vars(module).items()):
+            original, substitute = substitutes.get(id(value), (None, None))
+            if original is not None and original is value:
+                swapped.append((module, attr, value))
+                setattr(module, attr, substitute)
+    chunk = getattr(attention_backends, '_NAIVE_CHUNK_ELEMS', None)
+    if chunk is not None:
+        attention_backends._NAIVE_CHUNK_ELEMS = 2**62
+    try:
+        yield [f'{m.__name__}.{attr}' for m, attr, _ in swapped]
+    finally:
+        for module, attr, value in swapped:
+            setattr(module, attr, value)
+        if chunk is not None:
+            attention_backends._NAIVE_CHUNK_ELEMS = chunk
+
+
+def check_exportable(model: nn.Module) -> None:
+    """Raise :class:`ExportError` unless every attention backend of ``model`` is exportable."""
+    for name, module in model.named_modules():
+        attn_type = getattr(module, 'attn_type', None)
+        if attn_type is None:
+            continue
+        if attn_type == 'flex':
+            raise ExportError(f'{name}: attn_type="flex" (FlexAttention) has no ONNX lowering; '
+                              'export with attn_type "sdpa" (--attn sdpa) or "naive"')
+        if attn_type not in EXPORTABLE_BACKENDS:
+            raise ExportError(f'{name}: attn_type={attn_type!r}: choose the exported attention explicitly, '
+                              '"sdpa" or "naive" (--attn)')
+
+
+def export_onnx(model: nn.Module, path: str, example_size: Sequence[int], exporter: str = 'torchscript',
+                dynamic_batch: bool = True, opset: int = 17) -> list[str]:
+    """Export ``model`` (eval, float32, CPU) to ``path`` with dynamic height and width.
+
+    Args:
+        model: the (deployed) network, ``(B, 3, H, W) -> (B, 3, rH, rW)``.
+        path: output ``.onnx`` file.
+        example_size: ``(B, C, H, W)`` of the tracing input; use H, W that are not multiples of
+            the window so that no size-specific branch is recorded.
+        exporter: ``'torchscript'`` (``dynamo=False``) or ``'dynamo'`` (``torch.export``).
+        dynamic_batch: make the batch dimension dynamic too.
+        opset: ONNX opset of the TorchScript exporter (the dynamo one picks its own, >= 18).
+
+    Returns:
+        The module globals swapped by :func:`export_mode` during the export.
+
+    Raises:
+        ExportError: unexportable attention, missing ONNX packages, or a failed export.
+    """
+    if exporter not in EXPORTERS:
+        raise ExportError(f'exporter must be one of {EXPORTERS}, got {exporter!r}')
+    check_exportable(model)
+    try:
+        import onnx  # noqa: F401
+        if exporter == 'dynamo':
+            import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise ExportError(f'ONNX export needs the "{exc.name}" package: pip install "esc_basicsr[onnx]"') from exc
+    model = model.eval()
+    x = torch.rand(*example_size)
+    dims = ([0] if dynamic_batch else []) + [2, 3]
+    with export_mode() as swapped, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # TracerWarnings about the branches export_mode made irrelevant
+        try:
+            if exporter == 'torchscript':
+                names = {0: 'batch', 2: 'height', 3: 'width'}
+                out_names = {0: 'batch', 2: 'out_height', 3: 'out_width'}
+                torch.onnx.export(model, (x,), path, dynamo=False, opset_version=opset, input_names=['input'],
+                                  output_names=['output'],
+                                  dynamic_axes={'input': {d: names[d] for d in dims},
+                                                'output': {d: out_names[d] for d in dims}})
+            else:
+                dim = torch.export.Dim.DYNAMIC
+                # export a copy: torch.export leaves traces on the module it exports
+                torch.onnx.export(copy.deepcopy(model), (x,), path, dynamo=True, input_names=['input'],
+                                  output_names=['output'], dynamic_shapes=({d: dim for d in dims},),
+                                  verbose=False)
+        except ExportError:
+            raise
+        except Exception as exc:
+            other = 'dynamo' if exporter == 'torchscript' else 'torchscript'
+            raise ExportError(f'the {exporter} ONNX exporter failed for {type(model).__name__}: '
+                              f'{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:500]}\n'
+                              f'Try --exporter {other}, --attn naive, or --static-batch.') from exc
+    return swapped
+
+
+def verify_onnx(model: nn.Module, path: str, sizes: Sequence[Sequence[int]], seed: int = 0) -> list[dict]:
+    """Compare the ONNX graph (onnxruntime, CPU) with ``model`` (PyTorch) on random inputs.
+
+    Args:
+        model: the PyTorch model that was exported (eval, float32, CPU).
+        path: the ``.onnx`` file.
+        sizes: input sizes ``(B, C, H, W)`` to test.
+
+    Returns:
+        One ``{'size': (B, C, H, W), 'output': (B, C, rH, rW), 'max_abs_diff': float}`` per size.
+
+    Raises:
+        ExportError: onnxruntime is missing, rejects the graph, or gives another output shape.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ExportError('verification needs onnxruntime: pip install "esc_basicsr[onnx]"') from exc
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    input_name = session.get_inputs()[0].name
+    generator = torch.Generator().manual_seed(seed)
+    results = []
+    for size in sizes:
+        x = torch.rand(*size, generator=generator)
+        with torch.no_grad():
+            ref = model(x).float().numpy()
+        try:
+            out = session.run(None, {input_name: x.numpy()})[0]
+        except Exception as exc:
+            raise ExportError(f'onnxruntime failed on an input of size {tuple(size)}: {exc}') from exc
+        if out.shape != ref.shape:
+            raise ExportError(f'ONNX output {out.shape} != PyTorch output {ref.shape} for input {tuple(size)}: '
+                              'the graph is not valid for this size')
+        results.append({'size': tuple(size), 'output': tuple(out.shape),
+                        'max_abs_diff': float(np.abs(out - ref).max())})
+    return results
