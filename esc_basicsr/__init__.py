@@ -8,13 +8,15 @@ from esc_basicsr_autoload import install_torchvision_shim
 
 install_torchvision_shim()  # basicsr 1.4.2 + torchvision >= 0.17, also without the start-up hook
 
-from .archs import ESC, ESCFP, ESCReal  # noqa: E402
+from .archs import ELAN, ESC, ESCFP, ESCReal  # noqa: E402
 from .layers import ConvAttn, WindowAttention, geometric_ensemble  # noqa: E402
 from .registration import architectures, register_archs  # noqa: E402
 from .version import __version__  # noqa: E402
 
 register_archs()
-__import__('esc_basicsr.basicsr_fixes', fromlist=['install']).install()  # BasicSR resume/data fixes (docs/training.md)
+from .basicsr_fixes import install as _install_basicsr_fixes  # noqa: E402
 
-__all__ = ['ConvAttn', 'ESC', 'ESCFP', 'ESCReal', 'WindowAttention', '__version__', 'architectures',
+_install_basicsr_fixes()  # targeted BasicSR resume/data fixes (docs/training.md)
+
+__all__ = ['ConvAttn', 'ELAN', 'ESC', 'ESCFP', 'ESCReal', 'WindowAttention', '__version__', 'architectures',
            'geometric_ensemble', 'register_archs']
