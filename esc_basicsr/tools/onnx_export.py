@@ -146,7 +146,8 @@ def export_onnx(model: nn.Module, path: str, example_size: Sequence[int], export
         model: the (deployed) network, ``(B, 3, H, W) -> (B, 3, rH, rW)``.
         path: output ``.onnx`` file.
         example_size: ``(B, C, H, W)`` of the tracing input; use H, W that are not multiples of
-            the window so that no size-specific branch is recorded.
+            the window, and B = 2 for a dynamic batch, so that no branch taken only for one
+            image or for whole windows is recorded.
         exporter: ``'torchscript'`` (``dynamo=False``) or ``'dynamo'`` (``torch.export``).
         dynamic_batch: make the batch dimension dynamic too.
         opset: ONNX opset of the TorchScript exporter (the dynamo one picks its own, >= 18).
@@ -189,8 +190,9 @@ def export_onnx(model: nn.Module, path: str, example_size: Sequence[int], export
             raise
         except Exception as exc:
             other = 'dynamo' if exporter == 'torchscript' else 'torchscript'
+            message = next((line for line in str(exc).splitlines() if line.strip()), '')[:500]
             raise ExportError(f'the {exporter} ONNX exporter failed for {type(model).__name__}: '
-                              f'{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:500]}\n'
+                              f'{type(exc).__name__}: {message}\n'
                               f'Try --exporter {other}, --attn naive, or --static-batch.') from exc
     return swapped
 

@@ -1,0 +1,135 @@
+"""``python -m esc_basicsr.export``: deployable checkpoint and ONNX model of a trained network.
+
+Folds the training-time re-parameterisations (ESC's geometric ensemble of the shared large
+kernel, ELAN's BatchNorm) with :func:`esc_basicsr.archs.deploy.deploy`, then writes
+
+* ``-o FILE.pth``: ``{'params', 'network_g', 'scale', 'deployed': True, 'esc_basicsr_version'}``,
+  which ``python -m esc_basicsr.infer --weights FILE.pth`` loads without ``--opt``/``--model``;
+* ``--onnx FILE.onnx``: an ONNX graph with dynamic batch, height and width, checked against
+  PyTorch with onnxruntime at two input sizes (max abs diff printed; exit code 1 above ``--atol``).
+
+Examples::
+
+    python -m esc_basicsr.export --model esc --scale 2 --weights ESC_x2.pth -o ESC_x2_deploy.pth --onnx ESC_x2.onnx
+    python -m esc_basicsr.export --opt options/test_ELAN_light_x2.yml --weights net_g.pth --onnx elan.onnx
+
+See docs/export.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Sequence
+
+
+def parse_hw(text: str) -> tuple[int, int]:
+    """``'64x48'`` (height x width) -> ``(64, 48)``."""
+    try:
+        h, w = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected HxW, got {text!r}') from None
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f'sizes must be positive, got {text!r}')
+    return h, w
+
+
+def default_sizes(align: int, batch: int) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+    """Tracing size and two verification sizes, none a multiple of the window grid ``align``.
+
+    Returns ``(trace, [verify1, verify2])`` as ``(B, 3, H, W)``. ``batch`` is 2 for a dynamic batch
+    (tracing then records the general path, not one specialised for a single image) and 1 for a
+    static one; the first check always uses one image, the second ``batch``.
+    """
+    trace = (batch, 3, 2 * align + 5, align + 11)
+    return trace, [(1, 3, align + 7, 2 * align + 3), (batch, 3, 2 * align + 9, max(align - 5, 5))]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='python -m esc_basicsr.export', description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--weights', required=True, help='checkpoint (BasicSR params_ema/params, bare, or deployed)')
+    net = p.add_mutually_exclusive_group()
+    net.add_argument('--opt', default=None, help='BasicSR option file whose network_g describes the network')
+    net.add_argument('--model', default=None, help='preset: esc, esc_light, esc_fp, esc_xl, esc_real, elan_light, elan')
+    p.add_argument('--scale', type=int, default=None, help='upscaling factor of --model')
+    p.add_argument('--param-key', default=None, help='checkpoint entry with the weights (default params_ema, params)')
+    p.add_argument('-o', '--output', default=None, help='write the deployed checkpoint (.pth) here')
+    p.add_argument('--onnx', default=None, help='write an ONNX model here')
+    p.add_argument('--attn', default='sdpa', choices=['sdpa', 'naive'],
+                   help='attention exported for the ESC family (default sdpa; flex has no ONNX form)')
+    p.add_argument('--exporter', default='torchscript', choices=['torchscript', 'dynamo'],
+                   help='torch.onnx.export with dynamo=False (default, fast) or dynamo=True (torch.export)')
+    p.add_argument('--opset', type=int, default=17, help='ONNX opset of the torchscript exporter (default 17)')
+    p.add_argument('--static-batch', action='store_true', help='fix the batch dimension to 1')
+    p.add_argument('--trace-size', type=parse_hw, default=None, metavar='HxW', help='input size used for tracing')
+    p.add_argument('--verify-sizes', type=parse_hw, nargs='+', default=None, metavar='HxW',
+                   help='input sizes checked with onnxruntime (default: two, not multiples of the window)')
+    p.add_argument('--no-verify', dest='verify', action='store_false', help='skip the onnxruntime check')
+    p.add_argument('--atol', type=float, default=2e-3,
+                   help='largest accepted |ONNX - PyTorch| on [0, 1] images (default 2e-3, about half an 8-bit level)')
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Export; returns the exit code (0 ok, 1 verification above --atol or export failure, 2 bad arguments)."""
+    args = build_parser().parse_args(argv)
+    if not args.output and not args.onnx:
+        print('error: nothing to write: give -o/--output (deployed checkpoint) and/or --onnx', file=sys.stderr)
+        return 2
+    import esc_basicsr  # noqa: F401  (registers the architectures)
+
+    from .tools.loading import load_network, save_deployed
+    from .tools.onnx_export import ExportError, export_onnx, verify_onnx
+    from .tools.tiling import tile_alignment
+
+    try:
+        network = load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
+                               attn_type=args.attn, param_key=args.param_key)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    model = network.model.float().cpu()
+    if args.output:
+        save_deployed(args.output, model, network.network_g, network.scale)
+        print(f'deployed checkpoint: {args.output} ({network.network_g["type"]} x{network.scale})')
+    if not args.onnx:
+        return 0
+
+    batch = 1 if args.static_batch else 2
+    trace, verify = default_sizes(tile_alignment(model), batch)
+    if args.trace_size:
+        trace = (batch, 3, *args.trace_size)
+    if args.verify_sizes:
+        verify = [(batch if i == len(args.verify_sizes) - 1 else 1, 3, *hw) for i, hw in enumerate(args.verify_sizes)]
+    start = time.perf_counter()
+    try:
+        export_onnx(model, args.onnx, trace, exporter=args.exporter, dynamic_batch=not args.static_batch,
+                    opset=args.opset)
+    except ExportError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    dims = 'height, width' if args.static_batch else 'batch, height, width'
+    print(f'ONNX: {args.onnx} (dynamic {dims}; {args.exporter} exporter, attention {args.attn}, '
+          f'{time.perf_counter() - start:.1f} s)')
+    if not args.verify:
+        return 0
+    try:
+        results = verify_onnx(model, args.onnx, verify)
+    except ExportError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    worst = 0.0
+    for r in results:
+        size = 'x'.join(map(str, r['size']))
+        out = 'x'.join(map(str, r['output']))
+        print(f'onnxruntime vs PyTorch: input {size} -> {out}: max abs diff {r["max_abs_diff"]:.2e}')
+        worst = max(worst, r['max_abs_diff'])
+    if worst > args.atol:
+        print(f'error: ONNX output differs from PyTorch by {worst:.2e} > --atol {args.atol:g}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""``python -m esc_basicsr.infer``: upscale images with a trained ESC/ELAN (or any BasicSR) network.
+
+Examples::
+
+    python -m esc_basicsr.infer -i photos/ -o results/ --model esc --scale 2 --weights ESC_x2.pth
+    python -m esc_basicsr.infer -i 'frames/*.png' -o out/ --opt options/test_ESC_x2.yml \\
+        --weights net_g_latest.pth --tile 256 --batch-size 4 --fp16
+    python -m esc_basicsr.infer -i big.png -o out/ --weights esc_x2_deployed.pth   # from export
+
+The network is described by ``--opt`` (a BasicSR option file's ``network_g``), a preset
+(``--model``, ``--scale``), or the description stored in a checkpoint written by
+``python -m esc_basicsr.export``. Outputs keep the input's layout (RGB, gray, RGBA; 8/16-bit) and
+relative name. Unreadable inputs are reported and skipped; the exit code is 1 if any failed.
+See docs/inference.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='python -m esc_basicsr.infer', description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('-i', '--input', required=True, help='image file, folder (searched recursively) or glob')
+    p.add_argument('-o', '--output', required=True, help='output folder')
+    p.add_argument('--weights', required=True, help='checkpoint: BasicSR (params_ema, else params), bare '
+                   'state_dict, or deployed (python -m esc_basicsr.export)')
+    net = p.add_mutually_exclusive_group()
+    net.add_argument('--opt', default=None, help='BasicSR option file whose network_g describes the network')
+    net.add_argument('--model', default=None, help='preset: esc, esc_light, esc_fp, esc_xl, esc_real, elan_light, elan')
+    p.add_argument('--scale', type=int, default=None, help='upscaling factor of --model')
+    p.add_argument('--param-key', default=None, help='checkpoint entry with the weights (default params_ema, params)')
+    p.add_argument('--attn', default=None, choices=['auto', 'naive', 'sdpa', 'flex'],
+                   help='attention backend of the ESC family (default: as described, i.e. auto)')
+    p.add_argument('--suffix', default='', help='added to output file names, e.g. _x2')
+    p.add_argument('--ext', default=None, help='output format, e.g. png (default: same as the input)')
+    p.add_argument('--tile', type=int, default=0, help='tile size in input pixels (0: whole image); rounded up '
+                   'to a multiple of the attention window')
+    p.add_argument('--tile-pad', type=int, default=32, help='context around each tile in input pixels (default 32)')
+    p.add_argument('--batch-size', type=int, default=1, help='images of the same size run together (default 1)')
+    p.add_argument('--alpha', default='bicubic', choices=['bicubic', 'model'],
+                   help='how an alpha channel is upscaled (default bicubic)')
+    p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto (default)')
+    p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'])
+    p.add_argument('--fp16', dest='precision', action='store_const', const='fp16', help='= --precision fp16 (CUDA)')
+    p.add_argument('--bf16', dest='precision', action='store_const', const='bf16', help='= --precision bf16')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    return p
+
+
+class Upscaler:
+    """A loaded network plus how to run it (device, dtype, tiling).
+
+    Call with ``(B, 3, H, W)`` float32 RGB in [0, 1] (CPU) -> ``(B, 3, rH, rW)`` float32 in [0, 1] (CPU).
+    """
+
+    def __init__(self, network, device, dtype, tile: int = 0, tile_pad: int = 32) -> None:
+        from .tools.tiling import tile_alignment
+
+        self.model = network.model.to(device=device, dtype=dtype)
+        self.scale = network.scale
+        self.value_range = network.value_range
+        self.device, self.dtype = device, dtype
+        self.tile, self.tile_pad = tile, tile_pad
+        self.align = tile_alignment(self.model)
+
+    def __call__(self, x):
+        import torch
+
+        from .tools.tiling import tiled_forward
+
+        x = x.to(device=self.device, dtype=self.dtype)
+        if self.value_range != 1:
+            x = x * self.value_range
+        with torch.inference_mode():
+            y = tiled_forward(self.model, x, self.scale, self.tile, self.tile_pad, self.align, out_device='cpu')
+            y = y.float()
+            if self.value_range != 1:
+                y = y / self.value_range
+            return y.clamp_(0, 1)
+
+
+def process_batch(upscaler: Upscaler, items: list, alpha_mode: str) -> None:
+    """Upscale ``items`` (``(image, out_path)`` of the same size) together and write them."""
+    import torch
+
+    from .tools.image_io import compose, upscale_alpha, write_image
+
+    rgb = torch.from_numpy(np.stack([img.rgb for img, _ in items])).permute(0, 3, 1, 2)
+    out = upscaler(rgb).permute(0, 2, 3, 1).numpy()
+    for (img, path), sr in zip(items, out):
+        alpha = None
+        if img.alpha is not None:
+            if alpha_mode == 'model':
+                a = torch.from_numpy(img.alpha)[None, None].expand(1, 3, *img.alpha.shape)
+                alpha = upscaler(a)[0].mean(0).numpy()
+            else:
+                alpha = upscale_alpha(img.alpha, upscaler.scale)
+        write_image(path, compose(sr, alpha, img.layout, img.dtype))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run inference; returns the exit code (0: all written, 1: some failed, 2: bad arguments)."""
+    args = build_parser().parse_args(argv)
+    import esc_basicsr  # noqa: F401  (registers the architectures)
+    from tqdm import tqdm
+
+    from .tools.image_io import ImageReadError, list_inputs, output_path, read_image
+    from .tools.loading import load_network
+    from .tools.runtime import resolve_device, resolve_dtype
+
+    if args.batch_size < 1 or args.tile < 0 or args.tile_pad < 0:
+        print('error: --batch-size must be >= 1, --tile and --tile-pad >= 0', file=sys.stderr)
+        return 2
+    try:
+        inputs = list_inputs(args.input)
+        device = resolve_device(args.device)
+        dtype = resolve_dtype(args.precision, device)
+        network = load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
+                               attn_type=args.attn, param_key=args.param_key)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    if not inputs:
+        print(f'error: no images found in {args.input!r}', file=sys.stderr)
+        return 2
+    upscaler = Upscaler(network, device, dtype, args.tile, args.tile_pad)
+
+    failed: list[tuple[Path, str]] = []
+    written = 0
+    bar = tqdm(total=len(inputs), unit='img', disable=args.quiet, file=sys.stderr)
+
+    def flush(batch: list) -> None:
+        nonlocal written
+        if not batch:
+            return
+        try:
+            process_batch(upscaler, [(img, out) for _, img, out in batch], args.alpha)
+            written += len(batch)
+        except Exception as exc:  # e.g. out of memory: report these images, go on with the others
+            for src, _, _ in batch:
+                failed.append((src, f'{type(exc).__name__}: {exc}'))
+                tqdm.write(f'failed: {src}: {type(exc).__name__}: {exc}', file=sys.stderr)
+        bar.update(len(batch))
+        batch.clear()
+
+    batch: list = []
+    for src, rel in inputs:
+        try:
+            img = read_image(src)
+        except ImageReadError as exc:
+            failed.append((src, str(exc)))
+            tqdm.write(f'skipped: {src}: {exc}', file=sys.stderr)
+            bar.update(1)
+            continue
+        if batch and (len(batch) == args.batch_size or batch[0][1].rgb.shape != img.rgb.shape):
+            flush(batch)
+        batch.append((src, img, output_path(args.output, rel, args.suffix, args.ext)))
+    flush(batch)
+    bar.close()
+
+    print(f'{written} image(s) written to {args.output}' + (f', {len(failed)} failed:' if failed else ''),
+          file=sys.stderr)
+    for src, why in failed:
+        print(f'  {src}: {why}', file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
