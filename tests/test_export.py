@@ -1,0 +1,131 @@
+"""``python -m esc_basicsr.export``: deployed checkpoints and dynamic-size ONNX parity (tiny networks, CPU)."""
+from __future__ import annotations
+
+import re
+
+import onnx
+import pytest
+import torch
+import yaml
+
+import esc_basicsr  # noqa: F401
+from esc_basicsr.archs.deploy import deploy
+from esc_basicsr.export import main
+from esc_basicsr.layers import padding
+from esc_basicsr.tools.loading import build_network, load_network
+from esc_basicsr.tools.onnx_export import (ExportError, check_exportable, export_mode, export_onnx,
+                                           reflect_pad_to_multiple, verify_onnx)
+
+TINY_ESC = dict(type='ESC', dim=16, pdim=8, kernel_size=13, n_blocks=1, conv_blocks=2, window_size=8, num_heads=2,
+                upscaling_factor=2)
+TINY_ELAN = dict(type='ELAN', scale=3, rgb_range=255, m_elan=2, c_elan=12, n_share=1, window_sizes=[4, 8, 16],
+                 input_range=1.0)
+
+
+def randomized(network_g: dict, seed: int = 0) -> torch.nn.Module:
+    """Training-form model whose dynamic kernels and BatchNorm statistics are non-trivial."""
+    torch.manual_seed(seed)
+    model = build_network(network_g)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if 'dwc_proj.3' in name:
+                p.normal_(0, 0.05)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize('h,w', [(1, 1), (2, 9), (5, 7), (8, 8), (17, 3), (33, 64)])
+@pytest.mark.parametrize('multiple', [4, 8, 32])
+def test_branch_free_padding_equals_the_layer_padding(h, w, multiple):
+    x = torch.randn(2, 3, h, w)
+    assert torch.equal(reflect_pad_to_multiple(x, multiple), padding.pad_to_multiple(x, multiple))
+
+
+def test_export_mode_swaps_and_restores():
+    from esc_basicsr.layers import window_attention
+    original = window_attention.pad_to_multiple
+    with export_mode() as swapped:
+        assert 'esc_basicsr.layers.window_attention.pad_to_multiple' in swapped
+        assert window_attention.pad_to_multiple is reflect_pad_to_multiple
+    assert window_attention.pad_to_multiple is original
+
+
+def test_unexportable_attention_is_explained():
+    for attn in ('flex', 'auto'):
+        with pytest.raises(ExportError, match='sdpa'):
+            check_exportable(build_network(TINY_ESC, attn_type=attn))
+
+
+@pytest.mark.parametrize('attn', ['sdpa', 'naive'])
+def test_onnx_parity_at_two_sizes_and_batches(attn, tmp_path):
+    model = deploy(randomized(dict(TINY_ESC, attn_type=attn)))
+    path = str(tmp_path / 'esc.onnx')
+    export_onnx(model, path, (2, 3, 21, 19))
+    graph = onnx.load(path).graph
+    dims = [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+    assert isinstance(dims[0], str) and dims[1] == 3 and isinstance(dims[2], str) and isinstance(dims[3], str)
+    # other sizes than the traced one, batch 1 and 3, and an input smaller than half a window
+    results = verify_onnx(model, path, [(1, 3, 30, 17), (3, 3, 9, 40), (1, 3, 2, 3)])
+    assert [r['output'] for r in results] == [(1, 3, 60, 34), (3, 3, 18, 80), (1, 3, 4, 6)]
+    assert max(r['max_abs_diff'] for r in results) < 1e-4
+
+
+def test_export_command_checkpoint_and_onnx(tmp_path, capsys):
+    model = randomized(TINY_ESC)
+    torch.save({'params_ema': model.state_dict(), 'params': {}}, tmp_path / 'net.pth')
+    (tmp_path / 'opt.yml').write_text(yaml.safe_dump({'network_g': TINY_ESC}))
+    rc = main(['--opt', str(tmp_path / 'opt.yml'), '--weights', str(tmp_path / 'net.pth'),
+               '-o', str(tmp_path / 'deployed.pth'), '--onnx', str(tmp_path / 'esc.onnx')])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    diffs = [float(d) for d in re.findall(r'max abs diff ([0-9.e+-]+)', out)]
+    assert len(diffs) == 2 and max(diffs) < 1e-4
+    # the deployed checkpoint: plain data, folded kernel, enough to rebuild the network alone
+    ckpt = torch.load(tmp_path / 'deployed.pth', weights_only=True)
+    assert ckpt['deployed'] is True and ckpt['network_g'] == TINY_ESC and ckpt['scale'] == 2
+    net = load_network(tmp_path / 'deployed.pth')
+    x = torch.rand(1, 3, 12, 20)
+    with torch.no_grad():
+        assert torch.allclose(net.model(x), model(x), atol=1e-5)
+
+
+def test_deployed_elan_round_trip_and_onnx(tmp_path, capsys):
+    model = randomized(TINY_ELAN)
+    torch.save({'params': model.state_dict()}, tmp_path / 'elan.pth')
+    (tmp_path / 'opt.yml').write_text(yaml.safe_dump({'network_g': TINY_ELAN}))
+    assert main(['--opt', str(tmp_path / 'opt.yml'), '--weights', str(tmp_path / 'elan.pth'),
+                 '-o', str(tmp_path / 'deployed.pth')]) == 0
+    ckpt = torch.load(tmp_path / 'deployed.pth', weights_only=True)
+    assert not any('project_inp.1' in k for k in ckpt['params'])  # BatchNorm folded away
+    # the deployed checkpoint alone is enough for export (and inference)
+    rc = main(['--weights', str(tmp_path / 'deployed.pth'), '--onnx', str(tmp_path / 'elan.onnx')])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    net = load_network(tmp_path / 'deployed.pth')
+    x = torch.rand(2, 3, 13, 22)
+    with torch.no_grad():
+        assert torch.allclose(net.model(x), model(x), atol=1e-4)
+    assert max(r['max_abs_diff'] for r in verify_onnx(net.model, str(tmp_path / 'elan.onnx'),
+                                                      [(1, 3, 7, 30), (2, 3, 21, 5)])) < 1e-4
+
+
+def test_export_command_errors(tmp_path, capsys):
+    model = randomized(TINY_ESC)
+    torch.save(model.state_dict(), tmp_path / 'bare.pth')
+    assert main(['--weights', str(tmp_path / 'bare.pth'), '-o', str(tmp_path / 'x.pth')]) == 2
+    assert 'no network description' in capsys.readouterr().err
+    assert main(['--weights', str(tmp_path / 'bare.pth'), '--model', 'esc', '--scale', '2']) == 2
+    assert 'nothing to write' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dynamo_exporter(tmp_path):
+    model = deploy(randomized(dict(TINY_ESC, conv_blocks=1, attn_type='sdpa')))
+    path = str(tmp_path / 'esc.onnx')
+    export_onnx(model, path, (2, 3, 21, 19), exporter='dynamo')
+    results = verify_onnx(model, path, [(1, 3, 30, 17), (3, 3, 9, 40)])
+    assert max(r['max_abs_diff'] for r in results) < 1e-4
