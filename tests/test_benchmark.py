@@ -1,0 +1,91 @@
+"""``python -m esc_basicsr.benchmark``: paper MAC/parameter counts and a tiny CPU run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import esc_basicsr  # noqa: F401
+from esc_basicsr.archs import build
+from esc_basicsr.benchmark import lr_size, main, make_entries, parse_basicsr_arch
+from esc_basicsr.tools.loading import build_network
+from esc_basicsr.tools.profiling import count_macs, count_params
+
+TINY_ESC = '{"dim": 16, "pdim": 8, "kernel_size": 13, "n_blocks": 1, "conv_blocks": 1, "window_size": 8, "num_heads": 2}'
+TINY_EDSR = '{"num_feat": 8, "num_block": 1}'
+
+
+def test_esc_x2_macs_match_the_paper():
+    """Paper Table 2: 592.0 G MACs for ESC x2 at a 1280x720 output, counted on the meta device."""
+    with torch.device('meta'):
+        model = build('esc', 2)
+    macs = count_macs(model, (1, 3, 360, 640))
+    assert abs(macs / 592.0e9 - 1) < 0.01, macs
+
+
+@pytest.mark.parametrize('name,params', [('esc', 946_728), ('esc_light', 603_600), ('esc_fp', 523_675)])
+def test_parameters_match_the_paper(name, params):
+    with torch.device('meta'):
+        assert count_params(build(name, 2)) == params
+
+
+def test_macs_of_every_backend_are_the_same():
+    counts = set()
+    for attn in ('naive', 'sdpa', 'flex'):
+        with torch.device('meta'):
+            counts.add(count_macs(build('esc_light', 2, attn_type=attn), (1, 3, 40, 72)))
+    assert len(counts) == 1
+
+
+def test_sizes_and_arguments():
+    assert lr_size(None, (1280, 720), 2) == (360, 640)
+    assert lr_size(None, (1280, 720), 3) == (240, 427)
+    assert lr_size(None, (1280, 720), 4) == (180, 320)
+    assert lr_size((176, 320), (1280, 720), 2) == (176, 320)
+    assert parse_basicsr_arch('EDSR:{"num_feat": 8}') == ('EDSR', {'num_feat': 8})
+    with pytest.raises(ValueError, match='JSON'):
+        parse_basicsr_arch('EDSR:{num_feat: 8}')
+    entries, _ = make_entries(['esc', 'swinir_light'], ['EDSR'], ['naive', 'sdpa'], 2)
+    assert [e.label for e in entries] == ['esc[naive]', 'esc[sdpa]', 'swinir_light', 'EDSR']
+    assert entries[2].network_g['upscale'] == 2 and entries[3].network_g['num_in_ch'] == 3
+
+
+def test_isolated_run_writes_table_json_csv_plot(tmp_path, capsys):
+    out = tmp_path / 'bench'
+    rc = main(['--device', 'cpu', '--threads', '1', '--lr-size', '12x20', '--scale', '2', '--models',
+               '--basicsr-arch', f'ESC:{TINY_ESC}', '--basicsr-arch', f'EDSR:{TINY_EDSR}', '--baseline', 'EDSR',
+               '--warmup', '1', '--repeats', '2', '--json', f'{out}.json', '--csv', f'{out}.csv',
+               '--plot', f'{out}.png'])
+    table = capsys.readouterr().out
+    assert rc == 0, table
+    assert '| ESC | sdpa |' in table and '| EDSR | - |' in table and 'time ratio vs EDSR' in table
+    data = json.loads((tmp_path / 'bench.json').read_text())
+    assert data['config']['lr_size'] == [12, 20] and data['config']['out_size'] == [24, 40]
+    esc, edsr = data['results']
+    assert esc['params'] == count_params(build_network(dict(json.loads(TINY_ESC), type='ESC', upscaling_factor=2)))
+    assert esc['latency_ms'] > 0 and len(esc['latencies_ms']) == 2 and esc['mem_added_mb'] >= 0
+    assert esc['threads'] == 1 and esc['macs'] > edsr['macs'] > 0
+    assert edsr['ratio'] == 1.0 and esc['ratio'] == pytest.approx(esc['latency_ms'] / edsr['latency_ms'])
+    assert (tmp_path / 'bench.csv').read_text().startswith('label,arch,attn')
+    assert (tmp_path / 'bench.png').stat().st_size > 1000
+
+
+def test_issue_2_command_line(capsys):
+    """The CPU comparison of issue 2 (here at a tiny size and in-process, for speed)."""
+    rc = main(['--device', 'cpu', '--threads', '2', '--lr-size', '16x24', '--scale', '2', '--models', 'esc',
+               'swinir_light', '--baseline', 'swinir_light', '--no-isolate', '--warmup', '0', '--repeats', '1'])
+    table = capsys.readouterr().out
+    assert rc == 0, table
+    rows = {line.split('|')[1].strip(): line for line in table.splitlines() if line.startswith('| ')}
+    assert set(rows) >= {'esc', 'swinir_light'}
+    assert rows['swinir_light'].rstrip(' |').endswith('1.00')
+    assert '946.7' in rows['esc']
+
+
+def test_bad_requests_are_refused(capsys):
+    assert main(['--device', 'cpu', '--models', 'nope', '--no-timing']) == 2
+    assert 'unknown model' in capsys.readouterr().err
+    assert main(['--device', 'cpu', '--models', 'esc', '--baseline', 'edsr', '--no-timing']) == 2
+    assert 'not one of the rows' in capsys.readouterr().err
+    assert main(['--device', 'cpu', '--fp16', '--no-timing']) == 2
