@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = {'device': str(device), 'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda'
               else None, 'precision': args.precision, 'threads': args.threads, 'scale': args.scale,
               'lr_size': [h, w], 'out_size': [h * args.scale, w * args.scale], 'warmup': warmup, 'repeats': repeats,
-              'isolated': args.isolate, 'torch': torch.__version__, 'baseline': args.baseline}
+              'isolated': args.isolate and args.timing, 'torch': torch.__version__, 'baseline': args.baseline}
 
     rows = []
     for i, entry in enumerate(entries, 1):
@@ -327,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 'timing': args.timing, 'macs': args.macs}
         print(f'[{i}/{len(entries)}] {entry.label} ...', end='', file=sys.stderr, flush=True)
         start = time.perf_counter()
-        if args.isolate:
+        if args.isolate and args.timing:  # counting alone needs no fresh process
             result = run_isolated(spec, args.timeout)
         else:
             try:

@@ -117,6 +117,15 @@ def test_tiling_and_batching_in_the_command(setup, tmp_path):
         assert np.abs(whole - tiled).max() <= 1
 
 
+def test_bf16_on_the_cpu(setup, tmp_path):
+    src = setup['src'] / 'rgb.png'
+    assert run(setup, tmp_path / 'fp32', src=src) == 0
+    assert run(setup, tmp_path / 'bf16', '--bf16', src=src) == 0
+    fp32 = cv2.imread(str(tmp_path / 'fp32' / 'rgb.png')).astype(int)
+    bf16 = cv2.imread(str(tmp_path / 'bf16' / 'rgb.png')).astype(int)
+    assert np.abs(fp32 - bf16).max() <= 4
+
+
 def test_glob_input_and_output_extension(setup, tmp_path):
     pattern = str(setup['src'] / '**' / 'r*.png')
     out = tmp_path / 'out'

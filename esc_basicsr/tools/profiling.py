@@ -104,8 +104,10 @@ def reset_peak_rss() -> bool:
 def measure(model: nn.Module, x: torch.Tensor, warmup: int = 2, repeats: int = 5) -> dict:
     """Latency and peak memory of ``model(x)`` on ``x``'s device (model already there).
 
-    The first forward pass measures memory (and counts as warm-up); then ``warmup - 1`` more
-    untimed passes and ``repeats`` timed ones.
+    CPU: the first forward pass measures memory (before the allocator holds pages of earlier
+    passes) and counts as a warm-up pass. CUDA: ``warmup`` passes first (compilation, cuDNN
+    autotuning), then one pass with the peak statistics reset (allocator statistics are exact
+    whatever is cached). Then ``repeats`` timed passes.
 
     Returns:
         ``latency_ms`` (median), ``latencies_ms`` (all timed passes), ``mem_added_mb`` (memory
@@ -116,6 +118,8 @@ def measure(model: nn.Module, x: torch.Tensor, warmup: int = 2, repeats: int = 5
     with torch.inference_mode():
         gc.collect()
         if device.type == 'cuda':
+            for _ in range(warmup):
+                model(x)
             synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
             before = torch.cuda.memory_allocated(device)
@@ -129,8 +133,8 @@ def measure(model: nn.Module, x: torch.Tensor, warmup: int = 2, repeats: int = 5
             model(x)
             peak = peak_rss_bytes()
             method = 'VmHWM after reset' if exact else 'ru_maxrss (upper bound)'
-        for _ in range(max(warmup - 1, 0)):
-            model(x)
+            for _ in range(max(warmup - 1, 0)):
+                model(x)
         latencies = []
         for _ in range(max(repeats, 1)):
             synchronize(device)
