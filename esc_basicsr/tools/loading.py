@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,8 +28,6 @@ import torch.nn as nn
 
 from ..archs.checkpoint import extract_state_dict
 from ..archs.deploy import deploy as deploy_model
-
-logger = logging.getLogger('esc_basicsr')
 
 # constructor arguments holding the upscaling factor (ESC family, BasicSR archs, ELAN / RRDBNet)
 SCALE_KEYS = ('upscaling_factor', 'upscale', 'scale')
