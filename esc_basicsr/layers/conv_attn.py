@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .export_state import is_exporting
+
 
 def geometric_ensemble(kernel: torch.Tensor) -> torch.Tensor:
     """Average a ``(..., k, k)`` kernel over the 8 flips/rotations of the square (group D4).
@@ -67,6 +69,14 @@ def add_depthwise_to_dense(dense: torch.Tensor, depthwise: torch.Tensor) -> torc
     return dense + F.pad(diagonal, (pad, pad, pad, pad))
 
 
+def _merge_slice(x: torch.Tensor, y1: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """``x`` with its first ``y1.shape[1]`` channels replaced by ``y1`` (in place if asked)."""
+    if inplace:
+        x[:, :y1.shape[1]] = y1
+        return x
+    return torch.cat([y1, x[:, y1.shape[1]:]], dim=1)
+
+
 class DynamicKernelPredictor(nn.Sequential):
     """Predicts one ``k x k`` depthwise kernel per channel from global context.
 
@@ -105,17 +115,20 @@ class PartialLargeKernelConv(nn.Module):
         self.kernel_size = kernel_size
         self.dwc_proj = DynamicKernelPredictor(pdim, reduction=2, kernel_size=3)
 
-    def forward(self, x: torch.Tensor, lk_filter: torch.Tensor) -> torch.Tensor:
-        """x: ``(B, C, H, W)``, lk_filter: ``(pdim, pdim, k, k)`` -> ``(B, C, H, W)``."""
-        x1, x2 = x[:, :self.pdim], x[:, self.pdim:]
+    def forward(self, x: torch.Tensor, lk_filter: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """x: ``(B, C, H, W)``, lk_filter: ``(pdim, pdim, k, k)`` -> ``(B, C, H, W)``.
+
+        ``inplace=True`` (inference only) writes the result into ``x`` instead of a new tensor.
+        """
+        x1 = x[:, :self.pdim]
         dynamic = self.dwc_proj(x1)
-        if x.shape[0] == 1:
+        if x.shape[0] == 1 and not is_exporting():
             # One image: the dynamic depthwise kernel is exactly a diagonal, centred addition to the
             # large kernel, so a single convolution does both (saves ~8% of ESC's CPU time).
             y1 = F.conv2d(x1, add_depthwise_to_dense(lk_filter, dynamic[0]), padding=lk_filter.shape[-1] // 2)
         else:
             y1 = F.conv2d(x1, lk_filter, padding=lk_filter.shape[-1] // 2) + dynamic_depthwise_conv(x1, dynamic)
-        return torch.cat([y1, x2], dim=1)
+        return _merge_slice(x, y1, inplace)
 
     def extra_repr(self) -> str:
         return f'pdim={self.pdim}, kernel_size={self.kernel_size}'
@@ -142,9 +155,12 @@ class ConvAttn(nn.Module):
         self.plk = PartialLargeKernelConv(pdim, kernel_size)
         self.aggr = nn.Conv2d(dim, dim, 1)
 
-    def forward(self, x: torch.Tensor, lk_filter: torch.Tensor) -> torch.Tensor:
-        """x: ``(B, C, H, W)``, lk_filter: ``(pdim, pdim, k, k)`` -> ``(B, C, H, W)``."""
-        return self.aggr(self.plk(x, lk_filter))
+    def forward(self, x: torch.Tensor, lk_filter: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """x: ``(B, C, H, W)``, lk_filter: ``(pdim, pdim, k, k)`` -> ``(B, C, H, W)``.
+
+        ``inplace=True`` (inference only) may overwrite ``x`` to save a copy.
+        """
+        return self.aggr(self.plk(x, lk_filter, inplace))
 
 
 class DecomposedPartialLargeKernelConv(nn.Module):
@@ -160,14 +176,20 @@ class DecomposedPartialLargeKernelConv(nn.Module):
         self.kernel_size = kernel_size
         self.proj = DynamicKernelPredictor(pdim, reduction=4, kernel_size=3, zero_init=False)
 
-    def forward(self, x: torch.Tensor, lk_channel: torch.Tensor, lk_spatial: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lk_channel: torch.Tensor, lk_spatial: torch.Tensor,
+                inplace: bool = False) -> torch.Tensor:
         """x: ``(B, C, H, W)``, lk_channel: ``(pdim, pdim, 1, 1)``, lk_spatial: ``(pdim, 1, k, k)``."""
-        x1, x2 = x[:, :self.pdim], x[:, self.pdim:]
+        x1 = x[:, :self.pdim]
         dynamic = self.proj(x1)
-        x1 = F.conv2d(x1, lk_channel)
-        y1 = F.conv2d(x1, lk_spatial, padding=lk_spatial.shape[-1] // 2, groups=self.pdim)
-        y1 = y1 + dynamic_depthwise_conv(x1, dynamic)
-        return torch.cat([y1, x2], dim=1)
+        mixed = F.conv2d(x1, lk_channel)
+        pad = lk_spatial.shape[-1] // 2
+        if x.shape[0] == 1 and not is_exporting():  # fold the dynamic kernel into the spatial one
+            extra = (lk_spatial.shape[-1] - dynamic.shape[-1]) // 2
+            kernel = lk_spatial + F.pad(dynamic[0, :, None], (extra, extra, extra, extra))
+            y1 = F.conv2d(mixed, kernel, padding=pad, groups=self.pdim)
+        else:
+            y1 = F.conv2d(mixed, lk_spatial, padding=pad, groups=self.pdim) + dynamic_depthwise_conv(mixed, dynamic)
+        return _merge_slice(x, y1, inplace)
 
     def extra_repr(self) -> str:
         return f'pdim={self.pdim}, kernel_size={self.kernel_size}'
@@ -183,5 +205,7 @@ class DecomposedConvAttn(nn.Module):
         self.plk = DecomposedPartialLargeKernelConv(pdim, kernel_size)
         self.aggr = nn.Conv2d(dim, dim, 1)
 
-    def forward(self, x: torch.Tensor, lk_channel: torch.Tensor, lk_spatial: torch.Tensor) -> torch.Tensor:
-        return self.aggr(self.plk(x, lk_channel, lk_spatial))
+    def forward(self, x: torch.Tensor, lk_channel: torch.Tensor, lk_spatial: torch.Tensor,
+                inplace: bool = False) -> torch.Tensor:
+        """x: ``(B, C, H, W)`` -> ``(B, C, H, W)``; ``inplace=True`` (inference) may overwrite ``x``."""
+        return self.aggr(self.plk(x, lk_channel, lk_spatial, inplace))

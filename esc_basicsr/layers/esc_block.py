@@ -47,7 +47,14 @@ class ESCBlock(nn.Module):
         """x: ``(B, C, H, W)``; large_kernels: the network's shared kernel(s) -> ``(B, C, H, W)``."""
         skip = x
         x = self.proj(self.ln_proj(x))
-        x = x + self.attn(self.ln_attn(x))
+        if torch.is_grad_enabled():
+            x = x + self.attn(self.ln_attn(x))
+            for ln, pconv, convffn in zip(self.lns, self.pconvs, self.convffns):
+                x = x + pconv(convffn(ln(x)), *large_kernels)
+            return self.conv_out(self.ln_out(x)) + skip
+        # inference: the same computation on buffers this block owns, updated in place (fewer
+        # large allocations, each of which costs thousands of page faults on a CPU)
+        x.add_(self.attn(self.ln_attn(x)))
         for ln, pconv, convffn in zip(self.lns, self.pconvs, self.convffns):
-            x = x + pconv(convffn(ln(x)), *large_kernels)
-        return self.conv_out(self.ln_out(x)) + skip
+            x.add_(pconv(convffn(ln(x)), *large_kernels, inplace=True))
+        return self.conv_out(self.ln_out(x)).add_(skip)

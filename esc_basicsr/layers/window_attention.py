@@ -6,7 +6,13 @@ import torch
 import torch.nn as nn
 
 from .attention_backends import normalize_attn_type, resolve_backend, windowed_attention
+from .export_state import is_exporting
 from .padding import pad_to_multiple
+
+
+# Inference processes the image in strips of window rows whose q/k/v hold at most this many
+# elements (16 MB fp32): the whole-image q/k/v and its windowed copy were the forward's memory peak.
+_STRIP_QKV_ELEMS = 4 * 1024 * 1024
 
 
 class WindowAttention(nn.Module):
@@ -39,21 +45,33 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
-        ws, heads = self.window_size, self.num_heads
+        ws = self.window_size
         x = pad_to_multiple(x, ws)
         hp, wp = x.shape[-2:]
         nh, nw = hp // ws, wp // ws
-        hd = c // heads
-        # (B, 3*C, Hp, Wp) -> (3, B*nh*nw, heads, ws*ws, head_dim), going through the channels-last
+        backend = resolve_backend(self.attn_type, x.device)
+        if torch.is_grad_enabled() or is_exporting():
+            out = self._attend_rows(x, nw, backend)
+        else:
+            rows = max(1, _STRIP_QKV_ELEMS // (b * ws * wp * 3 * c))
+            out = x.new_empty(b, hp, wp, c)  # channels-last storage, filled strip by strip
+            for r0 in range(0, nh, rows):
+                strip = x[:, :, r0 * ws:(r0 + rows) * ws]
+                out[:, r0 * ws:r0 * ws + strip.shape[2]] = self._attend_rows(strip, nw, backend)
+        return self.to_out(out.permute(0, 3, 1, 2)[:, :, :h, :w])
+
+    def _attend_rows(self, x: torch.Tensor, nw: int, backend: str) -> torch.Tensor:
+        """Attention of a window-aligned ``(B, C, r*ws, nw*ws)`` strip -> ``(B, r*ws, nw*ws, C)``."""
+        b, c, hs, wp = x.shape
+        ws, heads = self.window_size, self.num_heads
+        nh, hd = hs // ws, c // heads
+        # (B, 3*C, Hs, Wp) -> (3, B*nh*nw, heads, ws*ws, head_dim), going through the channels-last
         # view (free for channels-last features, one copy otherwise)
         qkv = self.to_qkv(x).permute(0, 2, 3, 1).reshape(b, nh, ws, nw, ws, 3, heads, hd)
         qkv = qkv.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(3, b * nh * nw, heads, ws * ws, hd)
-        backend = resolve_backend(self.attn_type, x.device)
         out = windowed_attention(qkv[0], qkv[1], qkv[2], self.relative_position_bias, ws, backend)
-        # (B*nh*nw, heads, ws*ws, head_dim) -> (B, C, Hp, Wp) with channels-last strides
-        out = out.view(b, nh, nw, heads, ws, ws, hd).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, hp, wp, c)
-        out = out.permute(0, 3, 1, 2)
-        return self.to_out(out[:, :, :h, :w])
+        # (B*nh*nw, heads, ws*ws, head_dim) -> (B, Hs, Wp, C)
+        return out.view(b, nh, nw, heads, ws, ws, hd).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, hs, wp, c)
 
     def extra_repr(self) -> str:
         return f'dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}, ' \
