@@ -57,6 +57,10 @@ setup(
         'console_scripts': [
             'esc-train=esc_basicsr.train:main',
             'esc-test=esc_basicsr.test:main',
+            'esc-prepare=esc_basicsr.prepare:main',
+            'esc-infer=esc_basicsr.infer:main',
+            'esc-export=esc_basicsr.export:main',
+            'esc-benchmark=esc_basicsr.benchmark:main',
         ],
     },
     cmdclass={'build_py': BuildPyWithPth},
