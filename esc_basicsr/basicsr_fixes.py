@@ -45,15 +45,12 @@ from __future__ import annotations
 
 import collections
 import functools
-import logging
 import os
 import sys
 from os import path as osp
 from typing import Any, Callable
 
 import torch
-
-logger = logging.getLogger('basicsr')
 
 _MARK = '_esc_basicsr_fix'
 # classes (besides tensors and builtins) that BasicSR training states contain

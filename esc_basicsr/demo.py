@@ -1,0 +1,256 @@
+"""``python -m esc_basicsr.demo --workdir demo_workdir``: the whole BasicSR workflow in minutes, offline.
+
+1. writes scikit-image's bundled photographs (no download) to ``photos/train`` and ``photos/test``;
+2. ``python -m esc_basicsr.prepare``: a DIV2K-like x2 LMDB from the training photos and a
+   benchmark-style test set (``GTmod12``/``LRbicx2``) from the held-out ones;
+3. times one training iteration of ESC-light and fits the iteration count into ``--minutes``;
+4. ``python -m esc_basicsr.train`` (BasicSR's ``SRModel``) from the packaged option file
+   ``esc_basicsr/options/demo_ESC_light_x2.yml`` (the real ESC-light preset; a short schedule);
+5. ``python -m esc_basicsr.test`` and a comparison with bicubic upscaling on the same images.
+
+Everything is written under ``--workdir``; a re-run reuses what is there (``--retrain`` starts the
+training over, an interrupted training is resumed with ``--auto_resume``). Exit code 0 when the
+trained model beats bicubic, 1 otherwise. The result is also saved to ``demo_result.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+# detailed photographs (mostly-black or blurred ones such as hubble_deep_field or clock teach little)
+TRAIN_PHOTOS = ('astronaut', 'coffee', 'immunohistochemistry', 'stereo_motorcycle', 'brick', 'grass', 'gravel',
+                'colorwheel')
+TEST_PHOTOS = ('chelsea', 'rocket', 'camera', 'coins')  # held out
+TEST_CROP = 288  # centre crops keep CPU testing short
+MIN_ITERS = 100  # fewer do not reliably beat bicubic, whatever the time budget
+NAME = 'demo_ESC_light_x2'
+TRAIN_OPT, TEST_OPT = f'{NAME}.yml', 'demo_test_ESC_light_x2.yml'
+
+
+def log(message: str) -> None:
+    print(f'[demo] {message}', flush=True)
+
+
+def write_photos(folder: Path, names: tuple[str, ...], crop: int | None = None) -> list[str]:
+    """Save skimage.data photographs as PNG (BGR for OpenCV); returns the names written."""
+    import cv2
+    from skimage import data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names:
+        target = folder / f'{name}.png'
+        if not target.exists():
+            img = getattr(data, name)()
+            img = img[0] if isinstance(img, tuple) else img  # stereo_motorcycle: (left, right, disparity)
+            if crop is not None:
+                h, w = img.shape[:2]
+                y, x = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+                img = img[y:y + crop, x:x + crop]
+            img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
+            from .data_prep.imageio import write_png
+            write_png(target, np.ascontiguousarray(img))
+        written.append(name)
+    return written
+
+
+def install_options(workdir: Path) -> None:
+    """Copy the packaged demo option files to ``workdir/options`` (paths in them are workdir-relative)."""
+    (workdir / 'options').mkdir(exist_ok=True)
+    for name in (TRAIN_OPT, TEST_OPT):
+        text = resources.files('esc_basicsr').joinpath('options', name).read_text()
+        (workdir / 'options' / name).write_text(text)
+
+
+def initial_weights(workdir: Path) -> Path:
+    """ESC-light's random initialisation (seed 0) with a zero output convolution ``to_img``: the network
+    starts as nearest-neighbour upscaling (see the demo option file). Returns the ``.pth`` path."""
+    import torch
+    import yaml
+    from basicsr.archs import build_network
+
+    path = workdir / 'init' / f'{NAME}_init.pth'
+    if not path.is_file():
+        opt = yaml.safe_load((workdir / 'options' / TRAIN_OPT).read_text())
+        torch.manual_seed(0)
+        net = build_network(opt['network_g'])
+        torch.nn.init.zeros_(net.to_img.weight)
+        torch.nn.init.zeros_(net.to_img.bias)
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix('.tmp')
+        torch.save({'params': net.state_dict()}, tmp)
+        tmp.replace(path)
+    return path
+
+
+def seconds_per_iteration(opt_file: Path, repeats: int = 3) -> float:
+    """Median wall time of a training step of the demo's network and batch (forward, L1, backward, AdamW)."""
+    import torch
+    import yaml
+    from basicsr.archs import build_network
+
+    opt = yaml.safe_load(opt_file.read_text())
+    ds, scale = opt['datasets']['train'], opt['scale']
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    net = build_network(opt['network_g']).to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), 1e-4)
+    b, p = ds['batch_size_per_gpu'], ds['gt_size'] // scale
+    x, y = torch.rand(b, 3, p, p, device=device), torch.rand(b, 3, p * scale, p * scale, device=device)
+    times = []
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        loss = (net(x) - y).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        if i:  # the first step includes one-off set-up
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def plan_training(workdir: Path, minutes: float, iters: int | None) -> dict:
+    """Iterations and schedule for the time budget (kept in demo_plan.json so a resumed run keeps it)."""
+    plan_file = workdir / 'demo_plan.json'
+    if plan_file.is_file():
+        return json.loads(plan_file.read_text())
+    if iters is None:
+        per_iter = seconds_per_iteration(workdir / 'options' / TRAIN_OPT)
+        iters = int(minutes * 60 / (per_iter * 1.15))  # data loading, EMA and logging on top
+        log(f'one training iteration takes {per_iter:.2f} s here -> {iters} iterations fit in {minutes:g} min')
+    else:
+        per_iter = None
+    iters = max(MIN_ITERS, min(iters, 3000))
+    plan = dict(total_iter=iters, warmup_iter=max(5, iters // 30), checkpoint_freq=max(10, iters // 5),
+                ema_decay=round(min(0.999, max(0.9, 1 - 10 / iters)), 4), seconds_per_iter=per_iter)
+    plan_file.write_text(json.dumps(plan, indent=1) + '\n')
+    return plan
+
+
+def run(cmd: list[str], cwd: Path) -> None:
+    log('$ python ' + ' '.join(cmd[1:]))
+    subprocess.run(cmd, cwd=cwd, check=True)
+
+
+def bicubic_psnr(test_dir: Path) -> dict[str, float]:
+    """PSNR (Y, border 2) of MATLAB-bicubic x2 upscaling of ``LRbicx2`` against ``GTmod12``."""
+    import cv2
+    from basicsr.metrics import calculate_psnr
+
+    from .data_prep.crop import bicubic_resize
+
+    out = {}
+    for gt_path in sorted((test_dir / 'GTmod12').glob('*.png')):
+        gt = cv2.imread(str(gt_path))
+        up = bicubic_resize(cv2.imread(str(test_dir / 'LRbicx2' / gt_path.name)), 2)
+        out[gt_path.stem] = calculate_psnr(up, gt, crop_border=2, test_y_channel=True)
+    return out
+
+
+def model_psnr(workdir: Path, test_dir: Path) -> tuple[dict[str, float], float]:
+    """Per-image PSNR of the saved test outputs, and the mean that BasicSR's test log reports."""
+    import cv2
+    from basicsr.metrics import calculate_psnr
+
+    results = workdir / 'results' / NAME
+    per_image = {}
+    for gt_path in sorted((test_dir / 'GTmod12').glob('*.png')):
+        sr = cv2.imread(str(results / 'visualization' / 'DemoTest' / f'{gt_path.stem}_{NAME}.png'))
+        per_image[gt_path.stem] = calculate_psnr(sr, cv2.imread(str(gt_path)), crop_border=2, test_y_channel=True)
+    log_text = max(results.glob(f'test_{NAME}_*.log'), key=lambda p: p.stat().st_mtime).read_text()
+    logged = float(re.findall(r'# psnr: ([\d.]+)', log_text)[-1])
+    return per_image, logged
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m esc_basicsr.demo', description=__doc__.split('\n')[0])
+    parser.add_argument('--workdir', default='demo_workdir', help='where everything is written (demo_workdir)')
+    parser.add_argument('--minutes', type=float, default=8.0, help='training time budget in minutes (8)')
+    parser.add_argument('--iters', type=int, default=None, help='fixed iteration count instead of the time budget')
+    parser.add_argument('--workers', type=int, default=2, help='processes for data preparation (2)')
+    parser.add_argument('--retrain', action='store_true', help='discard an earlier demo model and train again')
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+
+    log(f'[1/5] scikit-image photographs -> {workdir}/photos (train: {len(TRAIN_PHOTOS)}, held-out test: '
+        f'{len(TEST_PHOTOS)})')
+    write_photos(workdir / 'photos' / 'train', TRAIN_PHOTOS)
+    write_photos(workdir / 'photos' / 'test', TEST_PHOTOS, crop=TEST_CROP)
+
+    log('[2/5] data preparation')
+    from . import prepare
+    for cmd in (['div2k', '--hr', 'photos/train', '--out', 'datasets/DEMO', '--name', 'DEMO_train', '--scales', '2',
+                 '--crop-size', '192', '--step', '96', '--workers', str(args.workers)],
+                ['benchmark', '--hr', 'photos/test', '--out', 'datasets/DemoTest', '--scales', '2',
+                 '--workers', str(args.workers)]):
+        log('$ python -m esc_basicsr.prepare ' + ' '.join(cmd))
+        absolute = [str(workdir / c) if c.startswith(('photos/', 'datasets/')) else c for c in cmd]
+        if prepare.main(absolute) != 0:
+            log('data preparation failed')
+            return 2
+    install_options(workdir)
+    initial_weights(workdir)
+
+    exp = workdir / 'experiments' / NAME
+    if args.retrain:
+        shutil.rmtree(exp, ignore_errors=True)
+        (workdir / 'demo_plan.json').unlink(missing_ok=True)
+    log('[3/5] training plan')
+    plan = plan_training(workdir, args.minutes, args.iters)
+    log(f'{plan["total_iter"]} iterations, warm-up {plan["warmup_iter"]}, cosine decay, EMA {plan["ema_decay"]}, '
+        f'checkpoint every {plan["checkpoint_freq"]}')
+
+    log('[4/5] training (BasicSR SRModel)')
+    t_train = time.perf_counter()
+    if (exp / 'models' / 'net_g_latest.pth').is_file():
+        log(f'{exp}/models/net_g_latest.pth exists: skipping training (--retrain to train again)')
+    else:
+        n = plan['total_iter']
+        run([py, '-m', 'esc_basicsr.train', '-opt', f'options/{TRAIN_OPT}', '--auto_resume', '--force_yml',
+             f'train:total_iter={n}', f'train:warmup_iter={plan["warmup_iter"]}', f'train:scheduler:periods=[{n}]',
+             f'train:ema_decay={plan["ema_decay"]}', f'logger:save_checkpoint_freq={plan["checkpoint_freq"]}'],
+            cwd=workdir)
+    t_train = time.perf_counter() - t_train
+
+    log('[5/5] testing on the held-out photographs')
+    shutil.rmtree(workdir / 'results' / NAME, ignore_errors=True)
+    run([py, '-m', 'esc_basicsr.test', '-opt', f'options/{TEST_OPT}'], cwd=workdir)
+
+    test_dir = workdir / 'datasets' / 'DemoTest'
+    bicubic = bicubic_psnr(test_dir)
+    model, logged = model_psnr(workdir, test_dir)
+    mean_bicubic, mean_model = float(np.mean(list(bicubic.values()))), float(np.mean(list(model.values())))
+    assert math.isclose(mean_model, logged, abs_tol=1e-3), (mean_model, logged)
+    margin = mean_model - mean_bicubic
+    print('\nPSNR (dB, Y channel, 2-pixel border), x2, held-out photographs:')
+    print(f'  {"image":<12}{"bicubic":>10}{"ESC-light":>11}')
+    for name in bicubic:
+        print(f'  {name:<12}{bicubic[name]:>10.2f}{model[name]:>11.2f}')
+    print(f'  {"mean":<12}{mean_bicubic:>10.2f}{mean_model:>11.2f}   ({margin:+.2f} dB vs bicubic)')
+    total = time.perf_counter() - started
+    result = dict(bicubic_psnr=mean_bicubic, model_psnr=mean_model, margin_db=margin, per_image_bicubic=bicubic,
+                  per_image_model=model, plan=plan, train_seconds=t_train, total_seconds=total)
+    (workdir / 'demo_result.json').write_text(json.dumps(result, indent=1) + '\n')
+    verdict = 'beats' if margin > 0 else 'does NOT beat'
+    print(f'\nESC-light ({plan["total_iter"]} iterations, {t_train / 60:.1f} min of training) {verdict} bicubic by '
+          f'{margin:+.2f} dB. Demo time: {total / 60:.1f} min. Results: {workdir}/demo_result.json', flush=True)
+    return 0 if margin > 0 else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
