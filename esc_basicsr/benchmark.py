@@ -23,6 +23,7 @@ import csv
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -159,6 +160,21 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def merge_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the rounds of a model: median latency and memory, counts from the first round."""
+    ok = [r for r in results if not r.get('error')]
+    if not ok:
+        return results[0]
+    row = dict(ok[0])
+    for key in ('latency_ms', 'mem_added_mb', 'mem_peak_mb'):
+        values = [r[key] for r in ok if r.get(key) is not None]
+        if values:
+            row[key] = statistics.median(values)
+    if len(results) > 1:
+        row['rounds_latency_ms'] = [r.get('latency_ms') for r in ok]
+    return row
+
+
 def run_isolated(spec: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
     """:func:`run_worker` in a fresh Python process (clean memory readings, own thread settings)."""
     env = dict(os.environ)
@@ -278,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-macs', dest='macs', action='store_false', help='skip the MAC count')
     p.add_argument('--no-isolate', dest='isolate', action='store_false',
                    help='measure in this process (CPU memory readings then include earlier models)')
+    p.add_argument('--rounds', type=int, default=1,
+                   help='repeat the isolated runs of all models round-robin N times and report each model\'s '
+                        'median: on a shared machine a change of load then hits every model alike (default 1)')
     p.add_argument('--timeout', type=float, default=None, help='seconds per model (isolated runs)')
     p.add_argument('--csv', default=None, help='write the results as CSV')
     p.add_argument('--json', default=None, help='write the configuration and results as JSON')
@@ -320,23 +339,29 @@ def main(argv: Sequence[str] | None = None) -> int:
               'lr_size': [h, w], 'out_size': [h * args.scale, w * args.scale], 'warmup': warmup, 'repeats': repeats,
               'isolated': args.isolate and args.timing, 'torch': torch.__version__, 'baseline': args.baseline}
 
-    rows = []
-    for i, entry in enumerate(entries, 1):
-        spec = {'network_g': entry.network_g, 'attn': entry.attn, 'lr_size': [h, w], 'device': str(device),
-                'precision': args.precision, 'threads': args.threads, 'warmup': warmup, 'repeats': repeats,
-                'timing': args.timing, 'macs': args.macs}
-        print(f'[{i}/{len(entries)}] {entry.label} ...', end='', file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        if args.isolate and args.timing:  # counting alone needs no fresh process
-            result = run_isolated(spec, args.timeout)
-        else:
-            try:
-                result = run_worker(spec)
-            except Exception as exc:  # keep going: report it in the table
-                result = {'error': f'{type(exc).__name__}: {exc}'}
-        print(f' {result.get("error") or "done"} ({time.perf_counter() - start:.0f} s)', file=sys.stderr)
-        rows.append({'label': entry.label, 'arch': entry.network_g['type'], 'scale': args.scale, 'lr_size': [h, w],
-                     'device': str(device), 'precision': args.precision, **result})
+    rounds = max(1, args.rounds) if args.isolate and args.timing else 1
+    results: list[list[dict[str, Any]]] = [[] for _ in entries]
+    for r in range(rounds):
+        for i, entry in enumerate(entries):
+            spec = {'network_g': entry.network_g, 'attn': entry.attn, 'lr_size': [h, w], 'device': str(device),
+                    'precision': args.precision, 'threads': args.threads, 'warmup': warmup, 'repeats': repeats,
+                    'timing': args.timing, 'macs': args.macs and r == 0}
+            round_txt = f' round {r + 1}/{rounds}' if rounds > 1 else ''
+            print(f'[{i + 1}/{len(entries)}{round_txt}] {entry.label} ...', end='', file=sys.stderr, flush=True)
+            start = time.perf_counter()
+            if args.isolate and args.timing:  # counting alone needs no fresh process
+                result = run_isolated(spec, args.timeout)
+            else:
+                try:
+                    result = run_worker(spec)
+                except Exception as exc:  # keep going: report it in the table
+                    result = {'error': f'{type(exc).__name__}: {exc}'}
+            print(f' {result.get("error") or "done"} ({time.perf_counter() - start:.0f} s)', file=sys.stderr)
+            results[i].append(result)
+    rows = [{'label': entry.label, 'arch': entry.network_g['type'], 'scale': args.scale, 'lr_size': [h, w],
+             'device': str(device), 'precision': args.precision, **merge_rounds(res)}
+            for entry, res in zip(entries, results)]
+    config['rounds'] = rounds
     add_ratios(rows, args.baseline)
 
     threads = f', {args.threads or torch.get_num_threads()} threads' if device.type == 'cpu' else ''

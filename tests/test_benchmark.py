@@ -89,3 +89,17 @@ def test_bad_requests_are_refused(capsys):
     assert main(['--device', 'cpu', '--models', 'esc', '--baseline', 'edsr', '--no-timing']) == 2
     assert 'not one of the rows' in capsys.readouterr().err
     assert main(['--device', 'cpu', '--fp16', '--no-timing']) == 2
+
+
+def test_rounds_interleave_isolated_runs(tmp_path, capsys):
+    """--rounds repeats every model's isolated run round-robin and reports the median per model."""
+    rc = main(['--device', 'cpu', '--threads', '1', '--lr-size', '8x8', '--scale', '2', '--models',
+               '--basicsr-arch', f'ESC:{TINY_ESC}', '--warmup', '0', '--repeats', '1', '--rounds', '2',
+               '--no-macs', '--json', str(tmp_path / 'r.json')])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert 'round 2/2' in err
+    data = json.loads((tmp_path / 'r.json').read_text())
+    (esc,) = data['results']
+    assert data['config']['rounds'] == 2 and len(esc['rounds_latency_ms']) == 2
+    assert esc['latency_ms'] == pytest.approx(sorted(esc['rounds_latency_ms'])[0] / 2 + sorted(esc['rounds_latency_ms'])[1] / 2)
