@@ -53,6 +53,17 @@ def convert_subpixel_scale(state_dict: Mapping[str, torch.Tensor], scale: int, p
     return state_dict
 
 
+class ConvertsSubpixelScale:
+    """Mixin for networks with a sub-pixel ``to_img`` head: ``load_state_dict`` first converts a
+    checkpoint of another scale (:func:`convert_subpixel_scale`, logged). Needs ``upscaling_factor``."""
+
+    upscaling_factor: int
+
+    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False):
+        state_dict = convert_subpixel_scale(state_dict, self.upscaling_factor)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
 def extract_state_dict(checkpoint: Mapping, param_key: str | None = None) -> dict[str, torch.Tensor]:
     """Pick the weights out of a BasicSR checkpoint: ``param_key``, else ``params_ema``, else
     ``params``, else the mapping itself (a bare state_dict). Strips a DDP ``module.`` prefix."""

@@ -10,15 +10,13 @@ match their checkpoints, so released ``params``/``params_ema`` load with ``stric
 """
 from __future__ import annotations
 
-from typing import Mapping
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers.memory_format import to_preferred_format
 from ..layers import ESCBlock, geometric_ensemble
-from .checkpoint import convert_subpixel_scale
+from .checkpoint import ConvertsSubpixelScale
 
 
 class GeometricEnsemble(nn.Module):
@@ -29,7 +27,21 @@ class GeometricEnsemble(nn.Module):
         return geometric_ensemble(kernel)
 
 
-class ESC(nn.Module):
+class SharedKernelTrunk(nn.Module):
+    """Feature trunk of ESC and ESC-Real: ``proj`` -> blocks sharing one ensembled large kernel ->
+    ``last`` + long skip. Subclasses define ``proj``, ``plk_func``, ``plk_filter``, ``blocks``, ``last``."""
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, dim, H, W)."""
+        feat = self.proj(x)
+        plk_filter = self.plk_func(self.plk_filter)  # once per forward, shared by every ConvAttn
+        out = feat
+        for block in self.blocks:
+            out = block(out, plk_filter)
+        return self.last(out) + feat
+
+
+class ESC(ConvertsSubpixelScale, SharedKernelTrunk):
     """ESC (also ESC-light and ESC-XL, which are configurations of it).
 
     Args:
@@ -64,21 +76,10 @@ class ESC(nn.Module):
         self.last = nn.Conv2d(dim, dim, 3, 1, 1)
         self.to_img = nn.Conv2d(dim, 3 * upscaling_factor**2, 3, 1, 1)
 
-    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False):
-        """``nn.Module.load_state_dict`` that first converts a checkpoint of another scale
-        (:func:`esc_basicsr.archs.checkpoint.convert_subpixel_scale`, logged)."""
-        state_dict = convert_subpixel_scale(state_dict, self.upscaling_factor)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, r*H, r*W)."""
         x = to_preferred_format(x)
-        feat = self.proj(x)
-        skip = feat
-        plk_filter = self.plk_func(self.plk_filter)
-        for block in self.blocks:
-            feat = block(feat, plk_filter)
-        feat = self.last(feat) + skip
+        feat = self.trunk(x)
         r = self.upscaling_factor
         out = self.to_img(feat) + torch.repeat_interleave(x, r * r, dim=1)
         return F.pixel_shuffle(out, r)

@@ -7,18 +7,16 @@ ConvFFN, a final LayerNorm, and a bicubic image skip.
 """
 from __future__ import annotations
 
-from typing import Mapping
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers.memory_format import to_preferred_format
 from ..layers import ESCBlock, LayerNorm2d
-from .checkpoint import convert_subpixel_scale
+from .checkpoint import ConvertsSubpixelScale
 
 
-class ESCFP(nn.Module):
+class ESCFP(ConvertsSubpixelScale, nn.Module):
     """ESC-FP.
 
     Args:
@@ -51,11 +49,6 @@ class ESCFP(nn.Module):
         self.ln_last = LayerNorm2d(dim)
         self.last = nn.Conv2d(dim, dim, 3, 1, 1)
         self.to_img = nn.Conv2d(dim, 3 * upscaling_factor**2, 3, 1, 1)
-
-    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False):
-        """Converts a checkpoint of another scale first (logged), then loads it."""
-        state_dict = convert_subpixel_scale(state_dict, self.upscaling_factor)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, r*H, r*W)."""

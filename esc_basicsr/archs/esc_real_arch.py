@@ -12,10 +12,10 @@ import torch.nn as nn
 
 from ..layers.memory_format import to_preferred_format
 from ..layers import ESCBlock
-from .esc_arch import GeometricEnsemble
+from .esc_arch import GeometricEnsemble, SharedKernelTrunk
 
 
-class ESCReal(nn.Module):
+class ESCReal(SharedKernelTrunk):
     """ESC-Real (x4 only).
 
     Args:
@@ -62,10 +62,5 @@ class ESCReal(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, 4H, 4W)."""
         x = to_preferred_format(x)
-        feat = self.proj(x)
-        skip = feat
-        plk_filter = self.plk_func(self.plk_filter)
-        for block in self.blocks:
-            feat = block(feat, plk_filter)
-        feat = self.last(feat) + skip + self.skip(x)
+        feat = self.trunk(x) + self.skip(x)
         return self.to_img(feat)
