@@ -12,8 +12,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     """Test from a BasicSR option file; ``argv`` defaults to ``sys.argv[1:]``."""
-    import esc_basicsr  # noqa: F401  (registers the archs and installs the BasicSR fixes)
     from basicsr.test import test_pipeline
+
+    import esc_basicsr  # noqa: F401  (registers the archs and installs the BasicSR fixes)
 
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]

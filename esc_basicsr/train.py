@@ -13,8 +13,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     """Train from a BasicSR option file; ``argv`` defaults to ``sys.argv[1:]``."""
-    import esc_basicsr  # noqa: F401  (registers the archs and installs the BasicSR fixes)
     from basicsr.train import train_pipeline
+
+    import esc_basicsr  # noqa: F401  (registers the archs and installs the BasicSR fixes)
 
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]

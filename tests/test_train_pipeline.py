@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -55,8 +54,8 @@ def make_data(root: Path) -> dict[str, Path]:
                          '--scales', '2', '3', '--crop-size', '48', '--step', '48', '--workers', '1']) == 0
     assert prepare.main(['benchmark', '--hr', str(bench), '--out', str(out / 'Set5'), '--scales', '2', '3',
                          '--workers', '1']) == 0
-    return {'gt': out / 'DIV2K' / 'DIV2K_train_HR_sub.lmdb', 'lq2': out / 'DIV2K' / 'DIV2K_train_LR_bicubic_X2_sub.lmdb',
-            'set5': out / 'Set5'}
+    return {'gt': out / 'DIV2K' / 'DIV2K_train_HR_sub.lmdb',
+            'lq2': out / 'DIV2K' / 'DIV2K_train_LR_bicubic_X2_sub.lmdb', 'set5': out / 'Set5'}
 
 
 def tiny_train_options(data: dict[str, Path], name: str, total_iter: int, checkpoint_freq: int) -> dict:
@@ -159,3 +158,22 @@ def test_x3_fine_tuning_loads_x2_weights_strictly(data, tmp_path, caplog):
                 torch.testing.assert_close(state[key], value, rtol=0, atol=0)
     assert type(model.optimizer_g).__name__ == 'AdamW'  # the recipe's optimizer on BasicSR 1.4.2
     assert model.optimizer_g.defaults['betas'] == (0.9, 0.9)
+
+
+def test_demo_setup_starts_as_nearest_neighbour(tmp_path):
+    """The demo's packaged option files install into a work folder, and its initial weights (ESC-light,
+    zero output convolution) make the network start as nearest-neighbour upscaling."""
+    from basicsr.archs import build_network
+
+    from esc_basicsr import demo
+
+    demo.install_options(tmp_path)
+    opt = yaml.safe_load((tmp_path / 'options' / demo.TRAIN_OPT).read_text())
+    assert opt['path']['pretrain_network_g'] == f'init/{demo.NAME}_init.pth'
+    net = build_network(opt['network_g'])
+    net.load_state_dict(torch.load(demo.initial_weights(tmp_path), weights_only=True)['params'])
+    x = torch.rand(1, 3, 12, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(x), x.repeat_interleave(2, -1).repeat_interleave(2, -2))
+    plan = demo.plan_training(tmp_path, minutes=1, iters=10)
+    assert plan['total_iter'] == demo.MIN_ITERS and (tmp_path / 'demo_plan.json').is_file()

@@ -39,7 +39,7 @@ def _process(job: _Job) -> Outcome:
             raise ImageError(f'too small ({h0}x{w0}; needs at least {job.mod}x{job.mod})')
         if not png_complete(targets[0]):
             write_png(targets[0], img)
-        for (s, d), target in zip(job.lq_dirs, targets[1:]):
+        for (s, _), target in zip(job.lq_dirs, targets[1:], strict=True):
             if not png_complete(target):
                 write_png(target, bicubic_resize(img, 1 / s))
         return Outcome(str(job.source), 'written', [job.stem])

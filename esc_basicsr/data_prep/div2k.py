@@ -23,8 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .crop import bicubic_resize, mod_crop, subimage_boxes
-from .imageio import ImageError, list_images, png_complete, read_bgr, remove_stale_temporaries, safe_stem, \
-    write_atomic, write_png
+from .imageio import (
+    ImageError,
+    list_images,
+    png_complete,
+    read_bgr,
+    remove_stale_temporaries,
+    safe_stem,
+    write_atomic,
+    write_png,
+)
 from .lmdb_tools import build_lmdb, remove_stale_lmdbs
 from .report import Outcome, Report, run_parallel
 
@@ -150,5 +158,6 @@ def prepare_paired_lmdb(hr_dirs: list[str | Path], out: str | Path, name: str, s
     for d in dirs:
         lmdb_path = d.with_name(d.name + '.lmdb')
         state = build_lmdb(d, lmdb_path, keys, lmdb_compress_level)
-        report.notes.append(f'{lmdb_path}: {len(keys)} entries ({"already complete" if state == "kept" else "written"})')
+        done = 'already complete' if state == 'kept' else 'written'
+        report.notes.append(f'{lmdb_path}: {len(keys)} entries ({done})')
     return report
