@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
 
     log('[4/5] training (BasicSR SRModel)')
     t_train = time.perf_counter()
-    if (exp / 'models' / 'net_g_latest.pth').is_file():
+    trained_now = not (exp / 'models' / 'net_g_latest.pth').is_file()
+    if not trained_now:
         log(f'{exp}/models/net_g_latest.pth exists: skipping training (--retrain to train again)')
     else:
         n = plan['total_iter']
@@ -244,10 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f'  {"mean":<12}{mean_bicubic:>10.2f}{mean_model:>11.2f}   ({margin:+.2f} dB vs bicubic)')
     total = time.perf_counter() - started
     result = dict(bicubic_psnr=mean_bicubic, model_psnr=mean_model, margin_db=margin, per_image_bicubic=bicubic,
-                  per_image_model=model, plan=plan, train_seconds=t_train, total_seconds=total)
+                  per_image_model=model, plan=plan, train_seconds=t_train if trained_now else None,
+                  total_seconds=total)
     (workdir / 'demo_result.json').write_text(json.dumps(result, indent=1) + '\n')
     verdict = 'beats' if margin > 0 else 'does NOT beat'
-    print(f'\nESC-light ({plan["total_iter"]} iterations, {t_train / 60:.1f} min of training) {verdict} bicubic by '
+    how = f'{t_train / 60:.1f} min of training' if trained_now else 'trained by an earlier run'
+    print(f'\nESC-light ({plan["total_iter"]} iterations, {how}) {verdict} bicubic by '
           f'{margin:+.2f} dB. Demo time: {total / 60:.1f} min. Results: {workdir}/demo_result.json', flush=True)
     return 0 if margin > 0 else 1
 
