@@ -33,9 +33,9 @@ nothing for a BasicSR whose structure differs (functions missing): the fixes are
    likewise ``PretrainPathError`` for a missing ``pretrain_network_*`` (unless training resumes).
 
 3. **Corrupt LMDB entries**: ``LmdbBackend.get`` raises ``KeyError`` for a key that is missing from
-   the LMDB and ``CorruptImageError`` for a value that is not a complete image (truncated
-   PNG/JPEG, or bytes OpenCV cannot decode), naming the LMDB and the key, instead of an
-   ``AttributeError`` on ``None`` deep in the dataset.
+   the LMDB and ``CorruptImageError`` for a truncated PNG/JPEG value (checked by its end marker,
+   without decoding), naming the LMDB and the key, instead of an ``AttributeError`` on ``None``
+   deep in the dataset. Values in other formats are passed through unchanged.
 
 4. **AdamW** in BasicSR 1.4.2's ``BaseModel.get_optimizer`` (only ``Adam`` is supported there; the
    development version supports ``AdamW`` itself, in which case this fix is never reached): the
@@ -217,18 +217,17 @@ _PNG_END = b'IEND\xaeB`\x82'
 
 
 def image_bytes_problem(buf: bytes) -> str | None:
-    """Why ``buf`` is not a complete image (``None`` if it looks fine).
+    """Why ``buf`` is not a complete PNG/JPEG (``None`` if it looks complete, or is another format).
 
-    PNG and JPEG are checked by their start and end markers (cheap); anything else is decoded.
+    Checked by the start and end markers only (cheap, no decoding); values in other formats (a custom
+    dataset may store anything) are passed through unchecked.
     """
     if buf[:8] == _PNG_SIGNATURE:
         return None if buf[-8:] == _PNG_END else 'truncated PNG (no IEND chunk)'
     if buf[:2] == b'\xff\xd8':
         return None if b'\xff\xd9' in buf[-64:] else 'truncated JPEG (no end-of-image marker)'
-    import cv2
-    import numpy as np
-    if cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED) is None:
-        return 'OpenCV cannot decode it'
+    if buf[:4] == _PNG_SIGNATURE[:4]:
+        return 'damaged PNG signature'
     return None
 
 
