@@ -148,7 +148,8 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     model = deploy(model)
     attn_types = {m.attn_type for m in model.modules() if getattr(m, 'attn_type', None) is not None}
     row: dict[str, Any] = {'params': params,
-                           'attn': ','.join(sorted(resolve_backend(normalize_attn_type(a), device) for a in attn_types))}
+                           'attn': ','.join(sorted(resolve_backend(normalize_attn_type(a), device)
+                                                   for a in attn_types))}
     if spec.get('timing', True):
         model = model.to(device=device, dtype=dtype)
         x = torch.rand(1, 3, h, w, device=device, dtype=dtype)

@@ -3,7 +3,7 @@
 1. writes scikit-image's bundled photographs (no download) to ``photos/train`` and ``photos/test``;
 2. ``python -m esc_basicsr.prepare``: a DIV2K-like x2 LMDB from the training photos and a
    benchmark-style test set (``GTmod12``/``LRbicx2``) from the held-out ones;
-3. times one training iteration of ESC-light and fits the iteration count into ``--minutes``;
+3. plans 400 iterations (fewer where one training step is too slow for 11 minutes, see ``--minutes``);
 4. ``python -m esc_basicsr.train`` (BasicSR's ``SRModel``) from the packaged option file
    ``esc_basicsr/options/demo_ESC_light_x2.yml`` (the real ESC-light preset; a short schedule);
 5. ``python -m esc_basicsr.test`` and a comparison with bicubic upscaling on the same images.
@@ -25,6 +25,7 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -33,8 +34,10 @@ TRAIN_PHOTOS = ('astronaut', 'coffee', 'immunohistochemistry', 'stereo_motorcycl
                 'colorwheel')
 TEST_PHOTOS = ('chelsea', 'rocket', 'camera', 'coins')  # held out
 TEST_CROP = 288  # centre crops keep CPU testing short
-STARTUP_SECONDS, STEP_OVERHEAD = 20.0, 1.1  # measured: 1.24 s per BasicSR step vs 1.15 s timed alone
-MIN_ITERS = 150  # fewer do not reliably beat bicubic (+0.05 dB at 100, +0.2 at 150, +0.55 at 250)
+DEFAULT_ITERS = 400  # about 8 min of training on 2 CPU cores
+DEFAULT_MINUTES = 11.0  # a slower machine trains fewer iterations, so that the whole demo stays under 15 min
+STARTUP_SECONDS, STEP_OVERHEAD = 20.0, 1.1  # measured: 1.17-1.24 s per BasicSR step vs ~1.1 s timed alone
+MIN_ITERS = 150  # fewer do not reliably beat bicubic (+0.05 dB at 100, +0.2 at 150, +0.55-0.69 at 300)
 NAME = 'demo_ESC_light_x2'
 TRAIN_OPT, TEST_OPT = f'{NAME}.yml', 'demo_test_ESC_light_x2.yml'
 
@@ -122,18 +125,34 @@ def seconds_per_iteration(opt_file: Path, warmup: int = 2, repeats: int = 6) -> 
     return statistics.median(times)
 
 
-def plan_training(workdir: Path, minutes: float, iters: int | None) -> dict:
-    """Iterations and schedule for the time budget (kept in demo_plan.json so a resumed run keeps it)."""
+def measure_step(workdir: Path) -> float:
+    """:func:`seconds_per_iteration` timed in a fresh process, like the training that follows."""
+    code = ('import sys; from pathlib import Path; from esc_basicsr.demo import seconds_per_iteration; '
+            'print(seconds_per_iteration(Path(sys.argv[1])))')
+    out = subprocess.run([sys.executable, '-c', code, str(workdir / 'options' / TRAIN_OPT)], check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+def plan_training(workdir: Path, minutes: float | None, iters: int | None,
+                  step_seconds: Callable[[Path], float] = measure_step) -> dict:
+    """Iterations and schedule (kept in ``demo_plan.json`` so that a resumed run keeps them).
+
+    ``iters`` given: exactly that many. Otherwise ``DEFAULT_ITERS`` (the same result on every machine),
+    reduced to what fits in ``DEFAULT_MINUTES`` on a slow machine; ``minutes`` given: as many as fit in
+    that budget. Never fewer than ``MIN_ITERS``.
+    """
     plan_file = workdir / 'demo_plan.json'
     if plan_file.is_file():
         return json.loads(plan_file.read_text())
+    per_iter = None
     if iters is None:
-        per_iter = seconds_per_iteration(workdir / 'options' / TRAIN_OPT)
-        # BasicSR's start-up (~15 s) and, per step, data loading, EMA, logging and checkpoints on top
-        iters = int((minutes * 60 - STARTUP_SECONDS) / (per_iter * STEP_OVERHEAD))
-        log(f'one training iteration takes {per_iter:.2f} s here -> {iters} iterations fit in {minutes:g} min')
-    else:
-        per_iter = None
+        per_iter = step_seconds(workdir)
+        budget = DEFAULT_MINUTES if minutes is None else minutes
+        # BasicSR's start-up and, per step, data loading, EMA, logging and checkpoints on top
+        fit = int((budget * 60 - STARTUP_SECONDS) / (per_iter * STEP_OVERHEAD))
+        iters = min(DEFAULT_ITERS, fit) if minutes is None else fit
+        log(f'one training iteration takes {per_iter:.2f} s here: {fit} fit in {budget:g} min -> {iters}')
     iters = max(MIN_ITERS, min(iters, 3000))
     plan = dict(total_iter=iters, warmup_iter=max(15, iters // 10), checkpoint_freq=max(10, iters // 5),
                 ema_decay=round(min(0.999, max(0.9, 1 - 10 / iters)), 4), seconds_per_iter=per_iter)
@@ -179,13 +198,18 @@ def model_psnr(workdir: Path, test_dir: Path) -> tuple[dict[str, float], float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='python -m esc_basicsr.demo', description=__doc__.split('\n')[0])
     parser.add_argument('--workdir', default='demo_workdir', help='where everything is written (demo_workdir)')
-    parser.add_argument('--minutes', type=float, default=9.0, help='training time budget in minutes (9)')
-    parser.add_argument('--iters', type=int, default=None, help='fixed iteration count instead of the time budget')
+    parser.add_argument('--iters', type=int, default=None,
+                        help=f'training iterations (default {DEFAULT_ITERS}, fewer if they would take more than '
+                             f'{DEFAULT_MINUTES:g} min here)')
+    parser.add_argument('--minutes', type=float, default=None,
+                        help='train as many iterations as fit in this many minutes instead')
     parser.add_argument('--workers', type=int, default=2, help='processes for data preparation (2)')
     parser.add_argument('--retrain', action='store_true', help='discard an earlier demo model and train again')
     args = parser.parse_args(argv)
-    if args.minutes <= 0 or (args.iters is not None and args.iters <= 0):
+    if (args.minutes is not None and args.minutes <= 0) or (args.iters is not None and args.iters <= 0):
         parser.error('--minutes and --iters must be positive')
+    if args.minutes is not None and args.iters is not None:
+        parser.error('give --iters or --minutes, not both')
     started = time.perf_counter()
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,8 @@ from esc_basicsr.benchmark import lr_size, main, make_entries, parse_basicsr_arc
 from esc_basicsr.tools.loading import build_network
 from esc_basicsr.tools.profiling import count_macs, count_params
 
-TINY_ESC = '{"dim": 16, "pdim": 8, "kernel_size": 13, "n_blocks": 1, "conv_blocks": 1, "window_size": 8, "num_heads": 2}'
+TINY_ESC = ('{"dim": 16, "pdim": 8, "kernel_size": 13, "n_blocks": 1, "conv_blocks": 1, "window_size": 8, '
+            '"num_heads": 2}')
 TINY_EDSR = '{"num_feat": 8, "num_block": 1}'
 
 
@@ -102,4 +103,5 @@ def test_rounds_interleave_isolated_runs(tmp_path, capsys):
     data = json.loads((tmp_path / 'r.json').read_text())
     (esc,) = data['results']
     assert data['config']['rounds'] == 2 and len(esc['rounds_latency_ms']) == 2
-    assert esc['latency_ms'] == pytest.approx(sorted(esc['rounds_latency_ms'])[0] / 2 + sorted(esc['rounds_latency_ms'])[1] / 2)
+    rounds = sorted(esc['rounds_latency_ms'])
+    assert esc['latency_ms'] == pytest.approx(rounds[0] / 2 + rounds[1] / 2)

@@ -6,5 +6,5 @@ from .esc_fp_arch import ESCFP
 from .esc_real_arch import ESCReal
 from .presets import PRESETS, build, network_g
 
-__all__ = ['ELAN', 'ESC', 'ESCFP', 'ESCReal', 'PRESETS', 'build', 'convert_authors_checkpoint', 'convert_subpixel_scale', 'extract_state_dict',
-           'fold_batchnorm', 'load_checkpoint', 'network_g']
+__all__ = ['ELAN', 'ESC', 'ESCFP', 'ESCReal', 'PRESETS', 'build', 'convert_authors_checkpoint',
+           'convert_subpixel_scale', 'extract_state_dict', 'fold_batchnorm', 'load_checkpoint', 'network_g']
