@@ -9,25 +9,15 @@ Same file names in every folder, as ``PairedImageDataset`` (``filename_tmpl: '{}
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from .crop import bicubic_resize, mod_crop
 from .div2k import assign_stems
 from .imageio import ImageError, list_images, png_complete, read_bgr, remove_stale_temporaries, write_png
-from .report import Outcome, Report, run_parallel
+from .report import ImageJob, Outcome, Report, run_parallel
 
 
-@dataclass(frozen=True)
-class _Job:
-    source: Path
-    stem: str
-    gt_dir: Path
-    lq_dirs: tuple[tuple[int, Path], ...]
-    mod: int
-
-
-def _process(job: _Job) -> Outcome:
+def _process(job: ImageJob) -> Outcome:
     try:
         targets = [job.gt_dir / f'{job.stem}.png'] + [d / f'{job.stem}.png' for _, d in job.lq_dirs]
         img = read_bgr(job.source)  # also for complete outputs: an unreadable source is always reported
@@ -64,7 +54,7 @@ def prepare_benchmark(hr_dirs: list[str | Path], out: str | Path, scales: list[i
     for d in [gt_dir] + [d for _, d in lq_dirs]:
         d.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(d)
-    jobs = [_Job(f, stem, gt_dir, lq_dirs, mod) for f, stem in files]
+    jobs = [ImageJob(f, stem, gt_dir, lq_dirs, mod) for f, stem in files]
     report.outcomes += run_parallel(_process, jobs, workers, desc=f'{out.name}')
     report.notes.append(f'{out}: {gt_dir.name}, ' + ', '.join(d.name for _, d in lq_dirs))
     return report

@@ -34,7 +34,7 @@ from .imageio import (
     write_png,
 )
 from .lmdb_tools import build_lmdb, remove_stale_lmdbs
-from .report import Outcome, Report, run_parallel
+from .report import ImageJob, Outcome, Report, run_parallel
 
 
 def gt_folder(out: Path, name: str) -> Path:
@@ -46,15 +46,10 @@ def lq_folder(out: Path, name: str, scale: int) -> Path:
 
 
 @dataclass(frozen=True)
-class _Job:
-    source: Path
-    stem: str
-    gt_dir: Path
-    lq_dirs: tuple[tuple[int, Path], ...]
+class _Job(ImageJob):
     crop_size: int
     step: int
     thresh_size: int
-    mod: int
     compress_level: int
 
 
@@ -148,8 +143,9 @@ def prepare_paired_lmdb(hr_dirs: list[str | Path], out: str | Path, name: str, s
         d.mkdir(exist_ok=True)
         remove_stale_temporaries(d)
     remove_stale_lmdbs(out)
-    jobs = [_Job(f, stem, dirs[0], tuple((s, lq_folder(out, name, s)) for s in scales), crop_size, step,
-                 thresh_size, mod, compress_level) for f, stem in files]
+    lq_dirs = tuple((s, lq_folder(out, name, s)) for s in scales)
+    jobs = [_Job(f, stem, dirs[0], lq_dirs, mod, crop_size=crop_size, step=step, thresh_size=thresh_size,
+                 compress_level=compress_level) for f, stem in files]
     report.outcomes += run_parallel(_process, jobs, workers, desc=f'{name} sub-images')
     keys = sorted(k for o in report.outcomes if o.status != 'failed' for k in o.keys)
     if not keys:

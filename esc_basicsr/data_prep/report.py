@@ -3,9 +3,20 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One source image to turn into a GT image and its bicubic LR versions (picklable for the workers)."""
+    source: Path
+    stem: str  # output file name without extension
+    gt_dir: Path
+    lq_dirs: tuple[tuple[int, Path], ...]  # (scale, folder)
+    mod: int  # GT sides are cropped to multiples of this
 
 
 @dataclass
