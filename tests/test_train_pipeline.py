@@ -181,10 +181,10 @@ def test_demo_setup_starts_as_nearest_neighbour(tmp_path):
 
 @pytest.mark.parametrize('minutes, iters, step, expected', [
     (None, None, 1.0, 400),   # default: a fixed count, the same schedule on every normal machine
-    (None, None, 2.0, 266),   # slow machine: what fits in 11 min ((660 - 20) / (2.0 * 1.2))
+    (None, None, 2.0, 290),   # slow machine: what fits in 11 min ((660 - 20) / (2.0 * 1.1))
     (None, None, 20.0, 150),  # never below the count that reliably beats bicubic
-    (3.0, None, 1.0, 150),    # an explicit budget: (180 - 20) / 1.2 = 133 -> the floor, 150
-    (20.0, None, 1.0, 983),   # a longer budget trains longer ((1200 - 20) / 1.2)
+    (3.0, None, 1.0, 150),    # an explicit budget: (180 - 20) / 1.1 = 145 -> the floor, 150
+    (20.0, None, 1.0, 1072),  # a longer budget trains longer ((1200 - 20) / 1.1)
     (None, 1000, None, 1000),  # an explicit count is not timed
 ])
 def test_demo_plan(tmp_path, minutes, iters, step, expected):
