@@ -141,7 +141,7 @@ def plan_training(workdir: Path, minutes: float | None, iters: int | None,
                   step_seconds: Callable[[Path], float] = measure_step) -> dict:
     """Iterations and schedule (kept in ``demo_plan.json`` so that a resumed run keeps them).
 
-    ``iters`` given: exactly that many. Otherwise ``DEFAULT_ITERS`` (the same result on every machine),
+    ``iters`` given: that many. Otherwise ``DEFAULT_ITERS`` (the same schedule on every machine),
     reduced to what fits in ``DEFAULT_MINUTES`` on a slow machine; ``minutes`` given: as many as fit in
     that budget. Never fewer than ``MIN_ITERS``.
     """
