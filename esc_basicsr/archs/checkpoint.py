@@ -60,6 +60,9 @@ class ConvertsSubpixelScale:
     upscaling_factor: int
 
     def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False):
+        if any(k.startswith('coef.') for k in state_dict) and any(k.startswith('imnet.') for k in state_dict):
+            raise ValueError(f'{type(self).__name__} got an arbitrary-scale (ESC+LTE) checkpoint ("encoder.*", '
+                             '"coef.*", "imnet.*" keys): load it into ESCLTE')
         state_dict = convert_subpixel_scale(state_dict, self.upscaling_factor)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
