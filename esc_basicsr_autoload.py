@@ -1,16 +1,14 @@
-"""Start-up hook of esc_basicsr (imported by ``esc_basicsr_autoload.pth`` in site-packages).
+"""Start-up hook of esc_basicsr, imported by ``esc_basicsr_autoload.pth`` in site-packages.
 
-It makes ``python -m basicsr.train/test`` find the ESC/ELAN architectures without any import
-added by the user and without editing BasicSR:
+At interpreter start it imports ``esc_basicsr`` (cheap: no torch, no basicsr), which installs the
+one hook of :mod:`esc_basicsr.integration.startup`: registration when ``basicsr`` is imported,
+and the torchvision alias that BasicSR 1.4.2 needs.
 
-* it installs two tiny import hooks and imports nothing else (no torch, no basicsr), so an
-  unrelated Python program pays for two list entries;
-* when ``basicsr`` finishes importing, ``esc_basicsr`` is imported, which registers its archs in
-  BasicSR's ``ARCH_REGISTRY`` (names a BasicSR fork registered itself are left to the fork);
-* ``torchvision.transforms.functional_tensor`` (removed in torchvision 0.17, still imported by
-  basicsr 1.4.2) is provided as an alias of its successor, only if the real module is missing;
-* any failure becomes a single ``RuntimeWarning``: start-up never breaks;
-* ``ESC_BASICSR_AUTOLOAD=0`` switches all of it off.
+* ``ESC_BASICSR_AUTOLOAD=0`` switches the automatic registration off; the torchvision alias
+  stays (it only answers for a module that does not exist), so ``import basicsr`` keeps working.
+  ``import esc_basicsr`` in a script then registers explicitly.
+* If esc_basicsr cannot be imported (a broken or half-removed installation), Python still starts,
+  and the first ``import basicsr`` says why in one ``RuntimeWarning``.
 """
 from __future__ import annotations
 
@@ -18,90 +16,50 @@ import os
 import sys
 
 ENV_SWITCH = 'ESC_BASICSR_AUTOLOAD'
-_SHIM_NAME = 'torchvision.transforms.functional_tensor'
 
 
 def enabled() -> bool:
-    """Whether the start-up hook is enabled (``ESC_BASICSR_AUTOLOAD`` not set to 0/false/no/off)."""
+    """Whether the start-up registration is on (``ESC_BASICSR_AUTOLOAD`` not 0/false/no/off)."""
     return os.environ.get(ENV_SWITCH, '1').strip().lower() not in ('0', 'false', 'no', 'off')
 
 
-def _warn(message: str) -> None:
-    import warnings
-    warnings.warn(f'esc_basicsr: {message}', RuntimeWarning, stacklevel=2)
+class _ReportOnBasicsrImport:
+    """Fallback finder: warns once, at the first ``import basicsr``, that esc_basicsr is broken."""
 
-
-class _TorchvisionShimLoader:
-    """Creates ``torchvision.transforms.functional_tensor`` from ``_functional_tensor``."""
-
-    def create_module(self, spec):
-        import importlib
-        return importlib.import_module('torchvision.transforms._functional_tensor')
-
-    def exec_module(self, module) -> None:  # the aliased module is already executed
-        pass
-
-
-class TorchvisionShimFinder:
-    """Last-resort finder: answers only when no other finder has the real module."""
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != _SHIM_NAME:
-            return None
-        import importlib.util
-        try:
-            if importlib.util.find_spec('torchvision.transforms._functional_tensor') is None:
-                return None
-        except ImportError:
-            return None
-        return importlib.util.spec_from_loader(fullname, _TorchvisionShimLoader())
+        if fullname == 'basicsr' and self in sys.meta_path:
+            sys.meta_path.remove(self)
+            import warnings
+            warnings.warn(f'esc_basicsr: cannot be imported ({type(self.error).__name__}: {self.error}); '
+                          f'its architectures are not registered. Reinstall it, or set {ENV_SWITCH}=0.',
+                          RuntimeWarning, stacklevel=2)
+        return None
 
 
-class BasicsrImportHook:
-    """Runs ``esc_basicsr`` registration right after the ``basicsr`` package has executed."""
+def _install_torchvision_alias_only() -> None:
+    """The torchvision alias without executing the ``esc_basicsr`` package (whose import would
+    install the registration hook that ``ESC_BASICSR_AUTOLOAD=0`` switches off)."""
+    import importlib.util
 
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != 'basicsr':
-            return None
-        sys.meta_path.remove(self)  # one shot; also avoids recursion in the lookup below
-        import importlib.util
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, 'exec_module'):
-            return spec
-        original = spec.loader.exec_module
-
-        def exec_module(module):
-            original(module)
-            register_into_basicsr()
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-def register_into_basicsr() -> None:
-    """Import ``esc_basicsr`` (which registers its archs); failures become one warning."""
-    try:
-        import esc_basicsr  # noqa: F401
-    except Exception as exc:  # never break the user's program at start-up
-        _warn(f'automatic registration into BasicSR failed ({type(exc).__name__}: {exc}). '
-              f'Add "import esc_basicsr" to your script, or set {ENV_SWITCH}=0 to silence this.')
-
-
-def install_torchvision_shim() -> None:
-    """Make ``torchvision.transforms.functional_tensor`` importable if torchvision dropped it."""
-    if not any(isinstance(f, TorchvisionShimFinder) for f in sys.meta_path):
-        sys.meta_path.append(TorchvisionShimFinder())
+    spec = importlib.util.find_spec('esc_basicsr')  # locates the package without executing it
+    if spec is None or not spec.submodule_search_locations:
+        return
+    path = os.path.join(spec.submodule_search_locations[0], 'integration', 'fixes', 'torchvision_functional_tensor.py')
+    alias_spec = importlib.util.spec_from_file_location('_esc_basicsr_torchvision_alias', path)
+    module = importlib.util.module_from_spec(alias_spec)
+    alias_spec.loader.exec_module(module)
+    module.install()
 
 
 def install() -> None:
-    """Install the start-up hooks (called from the ``.pth`` file)."""
-    if not enabled():
-        return
+    """Called from the ``.pth`` file; never raises."""
     try:
-        install_torchvision_shim()
-        if 'basicsr' in sys.modules:
-            register_into_basicsr()
-        elif not any(isinstance(f, BasicsrImportHook) for f in sys.meta_path):
-            sys.meta_path.insert(0, BasicsrImportHook())
-    except Exception as exc:  # pragma: no cover - defensive
-        _warn(f'start-up hook failed ({type(exc).__name__}: {exc})')
+        if not enabled():
+            _install_torchvision_alias_only()
+            return
+        import esc_basicsr  # noqa: F401  (installs the hook)
+    except Exception as exc:  # noqa: BLE001 - a broken installation must not break every Python program
+        sys.meta_path.insert(0, _ReportOnBasicsrImport(exc))

@@ -1,22 +1,33 @@
 """esc_basicsr: ESC (ICCV 2025) and ELAN (ECCV 2022) for BasicSR.
 
-Importing the package registers its architectures in BasicSR's ``ARCH_REGISTRY`` (leaving names
-that a BasicSR fork registered to the fork). Installed with pip, this also happens automatically
-when ``basicsr`` is imported (see ``esc_basicsr_autoload``).
+Importing the package is cheap: it imports neither torch nor BasicSR. It installs the one hook of
+:mod:`esc_basicsr.integration.startup`, which registers the architectures, models and datasets in
+BasicSR's registries when ``basicsr`` is imported (before or after this package). Installed with
+pip, the same hook is set up at interpreter start (``esc_basicsr_autoload.pth``).
+
+The networks themselves need torch only: ``esc_basicsr.archs`` and ``esc_basicsr.layers``.
 """
-from esc_basicsr_autoload import install_torchvision_shim
+from __future__ import annotations
 
-install_torchvision_shim()  # basicsr 1.4.2 + torchvision >= 0.17, also without the start-up hook
+from typing import Any
 
-from .archs import ELAN, ESC, ESCFP, ESCReal  # noqa: E402
-from .layers import ConvAttn, WindowAttention, geometric_ensemble  # noqa: E402
-from .registration import architectures, register_archs  # noqa: E402
-from .version import __version__  # noqa: E402
+from .integration.startup import install as _install_hook
+from .version import __version__
 
-register_archs()
-from .basicsr_fixes import install as _install_basicsr_fixes  # noqa: E402
+_install_hook()
 
-_install_basicsr_fixes()  # targeted BasicSR resume/data fixes (docs/training.md)
+# torch-only names, imported on first access (PEP 562) so that `import esc_basicsr` stays cheap
+_LAZY = {
+    'ESC': 'archs', 'ESCFP': 'archs', 'ESCReal': 'archs', 'ELAN': 'archs', 'build': 'archs',
+    'network_g': 'archs', 'ConvAttn': 'layers', 'WindowAttention': 'layers', 'geometric_ensemble': 'layers',
+}
 
-__all__ = ['ConvAttn', 'ELAN', 'ESC', 'ESCFP', 'ESCReal', 'WindowAttention', '__version__', 'architectures',
-           'geometric_ensemble', 'register_archs']
+__all__ = ['__version__', *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    import importlib
+    return getattr(importlib.import_module(f'.{module}', __name__), name)

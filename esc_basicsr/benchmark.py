@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from .tools.cli import PRECISION_CHOICES, attn_choices, parse_size, preset_choices
+
 SWINIR_LIGHT: dict[str, Any] = dict(type='SwinIR', in_chans=3, img_size=64, window_size=8, img_range=1.,
                                     depths=[6, 6, 6, 6], embed_dim=60, num_heads=[6, 6, 6, 6], mlp_ratio=2,
                                     upsampler='pixelshuffledirect', resi_connection='1conv')
@@ -47,17 +49,6 @@ class Entry:
     network_g: dict[str, Any]
     attn: str | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def parse_hw(text: str) -> tuple[int, int]:
-    """``'176x320'`` -> ``(176, 320)``."""
-    try:
-        a, b = (int(v) for v in text.lower().replace('*', 'x').split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected NxM, got {text!r}') from None
-    if a <= 0 or b <= 0:
-        raise argparse.ArgumentTypeError(f'sizes must be positive, got {text!r}')
-    return a, b
 
 
 def lr_size(lr: tuple[int, int] | None, output: tuple[int, int], scale: int) -> tuple[int, int]:
@@ -88,12 +79,10 @@ def make_entries(models: Sequence[str], basicsr_archs: Sequence[str], backends: 
     rows and notes (models skipped, caveats).
     """
     from .archs.presets import PRESETS
-    from .registration import architectures
     from .tools.loading import accepts, architecture, complete_network_g, network_from_preset
 
     entries: list[Entry] = []
     notes: list[str] = []
-    available = architectures()
     for name in models:
         key = name.lower().replace('-', '_')
         if key == 'swinir_light':
@@ -102,11 +91,7 @@ def make_entries(models: Sequence[str], basicsr_archs: Sequence[str], backends: 
         if key not in PRESETS:
             raise ValueError(f'unknown model {name!r}; choose from {sorted([*PRESETS, "swinir_light"])} '
                              'or name a BasicSR architecture with --basicsr-arch')
-        network_g = network_from_preset(key, scale)
-        if network_g['type'] not in available:
-            notes.append(f'{key}: skipped, esc_basicsr.archs has no {network_g["type"]} in this installation')
-            continue
-        entries.append(Entry(key, network_g))
+        entries.append(Entry(key, network_from_preset(key, scale)))
     for text in basicsr_archs:
         name, opts = parse_basicsr_arch(text)
         entries.append(Entry(name, complete_network_g(dict(opts, type=name), scale)))
@@ -234,7 +219,9 @@ def write_csv(path: str, rows: list[dict[str, Any]]) -> None:
     """One CSV row per result (scalar fields only)."""
     keys = ['label', 'arch', 'attn', 'scale', 'lr_h', 'lr_w', 'params', 'macs', 'latency_ms', 'mem_added_mb',
             'mem_peak_mb', 'ratio', 'mem_ratio', 'device', 'precision', 'threads', 'error']
-    with open(path, 'w', newline='') as f:
+    from .tools.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction='ignore')
         writer.writeheader()
         for row in rows:
@@ -263,28 +250,33 @@ def write_plot(path: str, rows: list[dict[str, Any]], title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    from .tools.atomic import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:  # keeps the extension, from which matplotlib takes the format
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m esc_basicsr.benchmark', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', nargs='*', default=list(DEFAULT_MODELS),
-                   help='presets (esc, esc_light, esc_fp, esc_xl, esc_real, elan_light, elan) and/or swinir_light '
+                   help=f'presets ({", ".join(preset_choices())}) and/or swinir_light '
                         f'(default: {" ".join(DEFAULT_MODELS)})')
     p.add_argument('--basicsr-arch', action='append', default=[], metavar='TYPE[:JSON]',
                    help='another registered architecture, e.g. \'EDSR:{"num_feat": 64, "num_block": 16}\' '
                         '(scale and RGB channel arguments are filled in); repeatable')
-    p.add_argument('--backends', nargs='+', default=['auto'], choices=['auto', 'naive', 'sdpa', 'flex'],
+    p.add_argument('--backends', nargs='+', default=['auto'], choices=attn_choices(),
                    help='attention backends of the ESC family, one row each (default: auto)')
     p.add_argument('--scale', type=int, default=2)
     size = p.add_mutually_exclusive_group()
-    size.add_argument('--output-size', type=parse_hw, default=(1280, 720), metavar='WxH',
+    size.add_argument('--output-size', type=parse_size, default=(1280, 720), metavar='WxH',
                       help='output size, width x height (default 1280x720); the input is this / scale')
-    size.add_argument('--lr-size', type=parse_hw, default=None, metavar='HxW', help='input size, height x width')
+    size.add_argument('--lr-size', type=parse_size, default=None, metavar='HxW', help='input size, height x width')
     p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto (default)')
-    p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'])
+    p.add_argument('--precision', default='fp32', choices=PRECISION_CHOICES)
     p.add_argument('--fp16', dest='precision', action='store_const', const='fp16', help='= --precision fp16')
     p.add_argument('--bf16', dest='precision', action='store_const', const='bf16', help='= --precision bf16')
     p.add_argument('--threads', type=int, default=None, help='CPU threads (torch.set_num_threads)')
@@ -309,7 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns the exit code (1 if a model failed)."""
     args = build_parser().parse_args(argv)
-    import esc_basicsr  # noqa: F401  (registers the architectures)
 
     if args.worker is not None:
         result = run_worker(json.loads(args.worker))
@@ -323,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         device = resolve_device(args.device)
         resolve_dtype(args.precision, device)
         entries, notes = make_entries(args.models, args.basicsr_arch, args.backends, args.scale)
+        from .tools.output_paths import check_distinct_files
+        check_distinct_files({'--json': args.json, '--csv': args.csv, '--plot': args.plot}, {})
     except (ValueError, KeyError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
@@ -374,8 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in notes + [n for e in entries for n in e.notes]:
         print(f'\nnote: {note}')
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump({'config': config, 'notes': notes, 'results': rows}, f, indent=2)
+        from .tools.atomic import write_text
+        write_text(args.json, json.dumps({'config': config, 'notes': notes, 'results': rows}, indent=2))
     if args.csv:
         write_csv(args.csv, rows)
     if args.plot:

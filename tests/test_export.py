@@ -12,9 +12,9 @@ import esc_basicsr  # noqa: F401
 from esc_basicsr.archs.deploy import deploy
 from esc_basicsr.export import main
 from esc_basicsr.layers import padding
+from esc_basicsr.layers.padding import reflect_pad_to_multiple
 from esc_basicsr.tools.loading import build_network, load_network
-from esc_basicsr.tools.onnx_export import (ExportError, check_exportable, export_mode, export_onnx,
-                                           reflect_pad_to_multiple, verify_onnx)
+from esc_basicsr.tools.onnx_export import ExportError, check_exportable, export_onnx, verify_onnx
 
 TINY_ESC = dict(type='ESC', dim=16, pdim=8, kernel_size=13, n_blocks=1, conv_blocks=2, window_size=8, num_heads=2,
                 upscaling_factor=2)
@@ -45,13 +45,22 @@ def test_branch_free_padding_equals_the_layer_padding(h, w, multiple):
     assert torch.equal(reflect_pad_to_multiple(x, multiple), padding.pad_to_multiple(x, multiple))
 
 
-def test_export_mode_swaps_and_restores():
-    from esc_basicsr.layers import window_attention
-    original = window_attention.pad_to_multiple
-    with export_mode() as swapped:
-        assert 'esc_basicsr.layers.window_attention.pad_to_multiple' in swapped
-        assert window_attention.pad_to_multiple is reflect_pad_to_multiple
-    assert window_attention.pad_to_multiple is original
+def test_layers_switch_to_graph_generic_forms_only_while_exporting(monkeypatch):
+    from esc_basicsr.layers import conv_attn
+
+    x, kernels = torch.randn(2, 4, 5, 3), torch.randn(2, 4, 3, 3)
+    eager_pad, eager_conv = padding.pad_to_multiple(x, 4), conv_attn.dynamic_depthwise_conv(x, kernels)
+    calls = []
+    for module, name in ((padding, 'reflect_pad_to_multiple'), (conv_attn, 'dynamic_depthwise_conv_any_batch')):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    padding.pad_to_multiple(x, 4), conv_attn.dynamic_depthwise_conv(x, kernels)
+    assert calls == []  # eager: the fast, shape-specialised forms
+    monkeypatch.setattr(padding, 'is_exporting', lambda: True)
+    monkeypatch.setattr(conv_attn, 'is_exporting', lambda: True)
+    assert torch.equal(padding.pad_to_multiple(x, 4), eager_pad)
+    assert torch.allclose(conv_attn.dynamic_depthwise_conv(x, kernels), eager_conv, atol=1e-5)
+    assert calls == ['reflect_pad_to_multiple', 'dynamic_depthwise_conv_any_batch']
 
 
 def test_unexportable_attention_is_explained():

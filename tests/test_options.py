@@ -12,7 +12,8 @@ import pytest
 import yaml
 from basicsr.utils.options import ordered_yaml
 
-from esc_basicsr.archs.presets import PRESETS, SCALE_KEY, network_g
+from esc_basicsr.archs.presets import PRESETS, network_g
+from esc_basicsr.archs.table import ARCHITECTURES
 
 REPO = Path(__file__).resolve().parents[1]
 OPTION_FILES = sorted((REPO / 'options').glob('*.yml'))
@@ -20,8 +21,6 @@ DEMO_FILES = sorted((REPO / 'esc_basicsr' / 'options').glob('*.yml'))
 ESC_FILES = [p for p in OPTION_FILES if '_ESC' in p.stem]
 BENCHMARKS = ['Set5', 'Set14', 'B100', 'Urban100', 'Manga109']
 NAME_RE = re.compile(r'^(?:demo_)?(?:train_|test_)?(?P<variant>[A-Za-z_]+?)_x(?P<scale>\d)(?:_stage(?P<stage>\d))?$')
-# keys an option file may add to its preset: the attention backend (ESC family), ELAN's input range
-ALLOWED_EXTRA = {'ESC': {'attn_type'}, 'ESCFP': {'attn_type'}, 'ESCReal': {'attn_type'}, 'ELAN': {'input_range'}}
 
 
 def load(path: Path) -> dict:
@@ -55,9 +54,9 @@ def test_network_matches_preset_and_builds(path):
     net = dict(opt['network_g'])
     expected = network_g(preset, scale)
     extra = set(net) - set(expected)
-    assert extra <= ALLOWED_EXTRA.get(expected['type'], set()), f'{path.name}: unexpected keys {extra}'
+    assert extra <= ARCHITECTURES[expected['type']].option_extras, f'{path.name}: unexpected keys {extra}'
     assert {k: net[k] for k in expected} == expected, f'{path.name}: network_g differs from preset {preset!r}'
-    assert opt['scale'] == scale == net[SCALE_KEY[net['type']]]
+    assert opt['scale'] == scale == net[ARCHITECTURES[net['type']].scale_arg]
     model = build_network(net)  # through BasicSR's ARCH_REGISTRY
     assert type(model).__name__ == net['type']
 

@@ -21,13 +21,52 @@ def run_python(code: str, tmp_path: Path, **env: str) -> subprocess.CompletedPro
 def test_startup_hook_is_installed_and_does_not_import_torch(tmp_path: Path) -> None:
     res = run_python("""
         import sys
-        print('hook' if 'esc_basicsr_autoload' in sys.modules else 'no-hook')
+        from esc_basicsr.integration.startup import BasicsrImportHook
+        print('hook' if any(isinstance(f, BasicsrImportHook) for f in sys.meta_path) else 'no-hook')
         print('torch' if 'torch' in sys.modules else 'no-torch')
-        print('esc' if 'esc_basicsr' in sys.modules else 'no-esc')
+        print('basicsr' if 'basicsr' in sys.modules else 'no-basicsr')
     """, tmp_path)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.split() == ['hook', 'no-torch', 'no-esc']
+    assert res.stdout.split() == ['hook', 'no-torch', 'no-basicsr']
     assert res.stderr == ''
+
+
+def test_importing_the_package_imports_neither_torch_nor_basicsr(tmp_path: Path) -> None:
+    res = run_python("""
+        import sys
+        import esc_basicsr, esc_basicsr.integration
+        print(sorted(m for m in ('torch', 'basicsr') if m in sys.modules))
+        import esc_basicsr.archs, esc_basicsr.layers  # torch only
+        print('torch' in sys.modules, 'basicsr' in sys.modules)
+    """, tmp_path, ESC_BASICSR_AUTOLOAD='0')
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ['[]', 'True', 'False']
+
+
+@pytest.mark.parametrize('order', ['esc_first', 'basicsr_first'])
+def test_import_esc_basicsr_registers_before_or_after_basicsr(order: str, tmp_path: Path) -> None:
+    first, second = ('esc_basicsr', 'basicsr') if order == 'esc_first' else ('basicsr', 'esc_basicsr')
+    res = run_python(f"""
+        import {first}
+        import {second}
+        from basicsr.utils.registry import ARCH_REGISTRY
+        print('ESC' in ARCH_REGISTRY)
+    """, tmp_path, ESC_BASICSR_AUTOLOAD='0')  # no start-up hook: the explicit import does it
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ['True']
+
+
+def test_find_spec_before_import_does_not_use_up_the_hook(tmp_path: Path) -> None:
+    res = run_python("""
+        import importlib.util
+        assert importlib.util.find_spec('basicsr') is not None  # the usual optional-dependency check
+        assert importlib.util.find_spec('basicsr') is not None
+        import basicsr
+        from basicsr.utils.registry import ARCH_REGISTRY
+        print('ESC' in ARCH_REGISTRY)
+    """, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ['True']
 
 
 def test_basicsr_finds_archs_without_any_import(tmp_path: Path) -> None:
@@ -45,34 +84,44 @@ def test_basicsr_finds_archs_without_any_import(tmp_path: Path) -> None:
     assert lines[1] == "['ELAN', 'ESC', 'ESCFP', 'ESCReal']"
 
 
-def test_env_switch_disables_the_hook(tmp_path: Path) -> None:
+def test_env_switch_disables_registration_but_basicsr_still_imports(tmp_path: Path) -> None:
     res = run_python("""
-        import sys
-        print('esc_basicsr_autoload' in sys.modules and sys.modules['esc_basicsr_autoload'].enabled())
-        import torchvision  # noqa: F401  (the shim is off too)
-        try:
-            import torchvision.transforms.functional_tensor  # noqa: F401
-            print('shim')
-        except ImportError:
-            print('no-shim')
+        import basicsr  # needs the torchvision alias on current torchvision
+        from basicsr.utils.registry import ARCH_REGISTRY
+        print('ESC' in ARCH_REGISTRY)
     """, tmp_path, ESC_BASICSR_AUTOLOAD='0')
     assert res.returncode == 0, res.stderr
-    assert res.stdout.split()[0] == 'False'
+    assert res.stdout.split() == ['False']
 
 
-def test_failure_becomes_one_warning(tmp_path: Path) -> None:
-    # a broken esc_basicsr on the path must not break `import basicsr`
+WARNING_COUNT = """
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        import basicsr  # noqa: F401
+    msgs = [str(w.message) for w in caught if 'esc_basicsr' in str(w.message)]
+    print(len(msgs), 'boom' in msgs[0])
+"""
+
+
+def test_registration_failure_becomes_one_warning(tmp_path: Path) -> None:
+    # a BasicSR that registration cannot work with must still import
+    fake = tmp_path / 'basicsr'
+    fake.mkdir()
+    (fake / '__init__.py').write_text('')
+    (fake / 'utils.py').write_text('raise RuntimeError("boom")\n')
+    res = run_python(WARNING_COUNT, tmp_path, PYTHONPATH=str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ['1', 'True']
+
+
+def test_broken_esc_basicsr_does_not_break_start_up(tmp_path: Path) -> None:
     fake = tmp_path / 'esc_basicsr'
     fake.mkdir()
     (fake / '__init__.py').write_text('raise RuntimeError("boom")\n')
-    res = run_python("""
-        import warnings
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter('always')
-            import basicsr  # noqa: F401
-        msgs = [str(w.message) for w in caught if 'esc_basicsr' in str(w.message)]
-        print(len(msgs), 'boom' in msgs[0])
-    """, tmp_path, PYTHONPATH=str(tmp_path))
+    (tmp_path / 'basicsr').mkdir()  # a stand-in BasicSR (the real one needs the broken package's alias)
+    (tmp_path / 'basicsr' / '__init__.py').write_text('')
+    res = run_python(WARNING_COUNT, tmp_path, PYTHONPATH=str(tmp_path))
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ['1', 'True']
 
@@ -103,8 +152,6 @@ def test_fork_registering_esc_after_us_gets_its_class(tmp_path: Path) -> None:
 def test_fork_registering_esc_before_us_keeps_its_class(tmp_path: Path) -> None:
     (tmp_path / 'myfork_archs.py').write_text(FORK_PACKAGE)
     res = run_python("""
-        import esc_basicsr_autoload
-        esc_basicsr_autoload.install_torchvision_shim()  # what `import esc_basicsr` would do first
         import basicsr
         import myfork_archs
         import esc_basicsr

@@ -1,7 +1,7 @@
 """Resume after an interruption (``--auto_resume``) and the clear errors for broken data.
 
 BasicSR 1.4.2 would restart from iteration 0 (``python -m basicsr.train``: wrong folder), crash
-without CUDA, or reject the state under ``weights_only=True``; see ``esc_basicsr/basicsr_fixes.py``.
+without CUDA, or reject the state under ``weights_only=True``; see ``esc_basicsr/integration/fixes/``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import lmdb
 import pytest
 import torch
 
-from esc_basicsr import basicsr_fixes
+from esc_basicsr.integration import fixes
+from esc_basicsr.integration.fixes import lmdb_values, option_checks, resume
 
 from .test_train_pipeline import make_data, reset_basicsr_logger, tiny_train_options, write_options
 
@@ -114,7 +115,7 @@ def test_interrupted_run_resumes_with_everything_restored(data, tmp_path, in_pro
     assert not list((tmp_path / 'experiments').glob('*_archived_*'))  # continued, not restarted
     after = models[0].after_resume
     saved_net = torch.load(exp / 'models' / 'net_g_2.pth', weights_only=True)
-    saved_state = basicsr_fixes.load_training_state(str(exp / 'training_states' / '2.state'))
+    saved_state = resume.load_training_state(str(exp / 'training_states' / '2.state'))
     assert saved_state['iter'] == 2
     _assert_state_equal(after['net_g'], saved_net['params'])
     _assert_state_equal(after['net_g_ema'], saved_net['params_ema'])  # EMA restored, not re-copied from net_g
@@ -192,8 +193,8 @@ def test_resume_loader_fallback_device_and_original_bug(data, tmp_path, in_proce
     # the state goes to the current CUDA device when there is one (and num_gpu != 0), else the CPU
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'current_device', lambda: 0)
-    assert basicsr_fixes.resume_map_location({'num_gpu': 1}) == torch.device('cuda', 0)
-    assert basicsr_fixes.resume_map_location({'num_gpu': 0}) == torch.device('cpu')
+    assert resume.resume_map_location({'num_gpu': 1}) == torch.device('cuda', 0)
+    assert resume.resume_map_location({'num_gpu': 0}) == torch.device('cpu')
 
 
 def test_install_is_idempotent_and_reaches_the_pipelines():
@@ -204,8 +205,8 @@ def test_install_is_idempotent_and_reaches_the_pipelines():
     from basicsr.utils.file_client import LmdbBackend
 
     before = (options.parse_options, basicsr_train.load_resume_state, LmdbBackend.get, BaseModel.get_optimizer)
-    basicsr_fixes.install()
-    basicsr_fixes.install()
+    fixes.install()
+    fixes.install()
     after = (options.parse_options, basicsr_train.load_resume_state, LmdbBackend.get, BaseModel.get_optimizer)
     assert before == after and all(getattr(f, '_esc_basicsr_fix', False) for f in after)
     assert basicsr_train.parse_options is options.parse_options is basicsr_test.parse_options
@@ -214,13 +215,13 @@ def test_install_is_idempotent_and_reaches_the_pipelines():
 def test_missing_dataset_path_fails_early_with_its_name(data, tmp_path, in_process):
     opt = tiny_train_options(data, 'missing_data', total_iter=1, checkpoint_freq=1)
     opt['datasets']['train']['dataroot_lq'] = str(tmp_path / 'nowhere_X2_sub.lmdb')
-    with pytest.raises(basicsr_fixes.DatasetPathError, match=r'datasets\.train\.dataroot_lq.*nowhere_X2_sub\.lmdb'):
+    with pytest.raises(option_checks.DatasetPathError, match=r'datasets\.train\.dataroot_lq.*nowhere_X2_sub\.lmdb'):
         in_process(write_options(opt, tmp_path / 'train.yml'))
     assert not (tmp_path / 'experiments').exists()  # nothing created or archived
 
     opt = tiny_train_options(data, 'missing_pretrain', total_iter=1, checkpoint_freq=1)
     opt['path']['pretrain_network_g'] = 'experiments/ESC_x2/models/net_g_latest.pth'
-    with pytest.raises(basicsr_fixes.PretrainPathError, match='pretrain_network_g'):
+    with pytest.raises(option_checks.PretrainPathError, match='pretrain_network_g'):
         in_process(write_options(opt, tmp_path / 'train.yml'))
 
 
@@ -240,7 +241,7 @@ def test_corrupt_or_missing_lmdb_entry_is_named(data, tmp_path):
     dataset = build_dataset(opt)
     keys = [p['lq_path'] for p in dataset.paths]
     assert dataset[keys.index('a_s001')]['lq'].shape == (3, 16, 16)
-    with pytest.raises(basicsr_fixes.CorruptImageError, match=r"lq\.lmdb: the entry for key 'a_s002' is corrupt"):
+    with pytest.raises(lmdb_values.CorruptImageError, match=r"lq\.lmdb: the entry for key 'a_s002' is corrupt"):
         dataset[keys.index('a_s002')]
     with pytest.raises(KeyError, match=r"lq\.lmdb: no entry for key 'a_s003'"):
         dataset[keys.index('a_s003')]

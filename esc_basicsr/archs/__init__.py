@@ -1,10 +1,13 @@
-"""Full architectures (BasicSR ``*_arch.py`` style) and their checkpoint/deployment helpers."""
-from .checkpoint import convert_subpixel_scale, extract_state_dict, load_checkpoint
+"""Full architectures (BasicSR ``*_arch.py`` style), the table describing them, presets, checkpoint
+compatibility and deployment folding. Torch only: importable without BasicSR."""
+from .checkpoint import convert_subpixel_scale, extract_state_dict
 from .elan_arch import ELAN, convert_authors_checkpoint, fold_batchnorm
 from .esc_arch import ESC
 from .esc_fp_arch import ESCFP
 from .esc_real_arch import ESCReal
+from .esc_realm_arch import ESCRealM
 from .presets import PRESETS, build, network_g
+from .table import ARCHITECTURES, ArchSpec, arch_spec
 
-__all__ = ['ELAN', 'ESC', 'ESCFP', 'ESCReal', 'PRESETS', 'build', 'convert_authors_checkpoint',
-           'convert_subpixel_scale', 'extract_state_dict', 'fold_batchnorm', 'load_checkpoint', 'network_g']
+__all__ = ['ARCHITECTURES', 'ArchSpec', 'ELAN', 'ESC', 'ESCFP', 'ESCReal', 'ESCRealM', 'PRESETS', 'arch_spec', 'build',
+           'convert_authors_checkpoint', 'convert_subpixel_scale', 'extract_state_dict', 'fold_batchnorm', 'network_g']

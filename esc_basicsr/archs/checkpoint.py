@@ -80,10 +80,3 @@ def extract_state_dict(checkpoint: Mapping, param_key: str | None = None) -> dic
             raise KeyError(f'checkpoint has no "{param_key}" entry (has: {sorted(checkpoint)[:8]})')
     return {(k[7:] if k.startswith('module.') else k): v for k, v in checkpoint.items()}
 
-
-def load_checkpoint(path: str, param_key: str | None = None) -> dict[str, torch.Tensor]:
-    """Load a ``.pth``/``.pt`` checkpoint safely (``weights_only=True``: no code from the file runs)."""
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    if not isinstance(checkpoint, Mapping):
-        raise ValueError(f'{path}: expected a dict checkpoint, got {type(checkpoint).__name__}')
-    return extract_state_dict(checkpoint, param_key)

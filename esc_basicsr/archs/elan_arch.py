@@ -12,6 +12,7 @@ are presets (``esc_basicsr.archs.presets``).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -20,9 +21,8 @@ import torch.nn.functional as F
 
 from ..layers.elab import ELAB
 from ..layers.gmsa import GMSA
-from ..layers.padding import lcm, pad_to_multiple
+from ..layers.padding import pad_to_multiple
 from .checkpoint import extract_state_dict
-from .deploy import register_deploy
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -83,7 +83,7 @@ class ELAN(nn.Module):
         self.rgb_range = rgb_range
         self.input_range = rgb_range if input_range is None else input_range
         self.window_sizes = tuple(window_sizes)
-        self.pad_multiple = lcm(*self.window_sizes)
+        self.pad_multiple = math.lcm(*self.window_sizes)
 
         self.sub_mean = MeanShift(rgb_range, sign=-1)
         self.add_mean = MeanShift(rgb_range, sign=1)
@@ -112,7 +112,6 @@ class ELAN(nn.Module):
         return f'scale={self.scale}, rgb_range={self.rgb_range}, input_range={self.input_range}'
 
 
-@register_deploy('ELAN')
 @torch.no_grad()
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every GMSA BatchNorm into the 1x1 conv before it, in place; returns ``model`` in eval mode.
@@ -125,6 +124,11 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         if isinstance(module, GMSA):
             module.fold_batchnorm()
     return model
+
+
+def batchnorm_folded(model: nn.Module) -> bool:
+    """Whether :func:`fold_batchnorm` was applied (no BatchNorm left)."""
+    return not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
 def convert_authors_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, dict[str, torch.Tensor]]:

@@ -1,8 +1,6 @@
 """Geometry of BasicSR's sub-image recipe and MATLAB-compatible bicubic resizing."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 
@@ -37,9 +35,3 @@ def bicubic_resize(img: np.ndarray, scale: float) -> np.ndarray:
     out = imresize(img.astype(np.float32) / 255., scale)
     return np.clip(np.round(out * 255.), 0, 255).astype(np.uint8)
 
-
-def lcm(*values: int) -> int:
-    out = 1
-    for v in values:
-        out = out * v // math.gcd(out, v)
-    return out

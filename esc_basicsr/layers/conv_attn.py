@@ -53,10 +53,33 @@ def dynamic_depthwise_conv(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tens
     Returns:
         ``(B, C, H, W)``.
     """
+    if is_exporting():  # groups = B * C would fix the batch in an exported graph
+        return dynamic_depthwise_conv_any_batch(x, kernels)
     b, c, h, w = x.shape
     k = kernels.shape[-1]
     out = F.conv2d(x.reshape(1, b * c, h, w), kernels.reshape(b * c, 1, k, k), padding=k // 2, groups=b * c)
     return out.view(b, c, h, w)
+
+
+def dynamic_depthwise_conv_any_batch(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """:func:`dynamic_depthwise_conv` as a sum of shifted products (a batch-agnostic graph).
+
+    Args:
+        x: ``(B, C, H, W)``.
+        kernels: ``(B, C, k, k)``, odd ``k``.
+
+    Returns:
+        ``(B, C, H, W)``, equal to :func:`dynamic_depthwise_conv` up to float rounding.
+    """
+    k = kernels.shape[-1]
+    h, w = x.shape[-2:]
+    xp = F.pad(x, (k // 2,) * 4)
+    out = None
+    for i in range(k):
+        for j in range(k):
+            term = xp[:, :, i:i + h, j:j + w] * kernels[:, :, i, j, None, None]
+            out = term if out is None else out + term
+    return out
 
 
 def add_depthwise_to_dense(dense: torch.Tensor, depthwise: torch.Tensor) -> torch.Tensor:

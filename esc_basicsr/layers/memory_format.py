@@ -8,17 +8,15 @@ also makes the channel LayerNorm and the window partition free views. GPUs keep 
 """
 from __future__ import annotations
 
-import os
-
 import torch
+
+from .config import channels_last_override
 
 
 def prefers_channels_last(device: torch.device) -> bool:
     """Whether ESC-family networks should run channels-last on ``device``."""
-    forced = os.environ.get('ESC_BASICSR_CHANNELS_LAST', '').strip()
-    if forced:
-        return forced not in ('0', 'false', 'no', 'off')
-    return device.type == 'cpu'
+    forced = channels_last_override()
+    return device.type == 'cpu' if forced is None else forced
 
 
 def to_preferred_format(x: torch.Tensor) -> torch.Tensor:

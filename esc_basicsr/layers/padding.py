@@ -7,10 +7,10 @@ reproduce single reflect padding exactly whenever it is valid, and otherwise kee
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from .export_state import is_exporting
 
 
 def _reflect_pad_1d(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
@@ -40,14 +40,36 @@ def pad_bottom_right(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Reflect-pad ``(B, C, H, W)`` on the bottom/right up to a multiple of ``multiple``."""
+    """Reflect-pad ``(B, C, H, W)`` on the bottom/right up to a multiple of ``multiple``.
+
+    While exporting (:func:`.export_state.is_exporting`) the branch-free
+    :func:`reflect_pad_to_multiple` gives the same values in a size-generic graph.
+    """
+    if is_exporting():
+        return reflect_pad_to_multiple(x, multiple)
     h, w = x.shape[-2:]
     return pad_bottom_right(x, (-h) % multiple, (-w) % multiple)
 
 
-def lcm(*values: int) -> int:
-    """Least common multiple of window sizes (the padding unit of multi-window attention)."""
-    out = 1
-    for v in values:
-        out = out * v // math.gcd(out, v)
-    return out
+def reflect_index(size: int, padded: int, reps: int) -> torch.Tensor:
+    """Indices ``(padded,)`` of a repeated reflection of ``0..size-1`` (period ``2*size-2``).
+
+    Equal to the index pattern of ``F.pad(mode='reflect')`` where that is valid, and of its repeated
+    application (:func:`pad_bottom_right`) for larger pads; ``reps`` periods are generated, which
+    covers ``padded <= size + reps - 1`` for any ``size >= 1``.
+    """
+    ar = torch.arange(size)
+    period = torch.cat([ar, ar.flip(0)[1:-1]])  # 0..size-1, size-2..1 (just [0] for size 1)
+    return period.repeat(reps)[:padded]
+
+
+def reflect_pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Branch-free equivalent of :func:`pad_to_multiple` (graphs for any size, e.g. ONNX export).
+
+    ``(B, C, H, W) -> (B, C, ceil(H/m)*m, ceil(W/m)*m)`` by gathering reflected rows and columns.
+    """
+    h, w = x.shape[-2:]
+    rows = reflect_index(h, h + (-h) % multiple, multiple).to(x.device)
+    cols = reflect_index(w, w + (-w) % multiple, multiple).to(x.device)
+    return x.index_select(2, rows).index_select(3, cols)
+

@@ -94,9 +94,9 @@ def architecture(type_name: str) -> type:
     import basicsr.archs  # noqa: F401  (imports BasicSR's arch modules, filling the registry)
     from basicsr.utils.registry import ARCH_REGISTRY
 
-    from ..registration import register_archs
+    from ..integration import register
 
-    register_archs()
+    register()
     if type_name not in ARCH_REGISTRY:
         raise KeyError(f'unknown architecture {type_name!r}; registered: {sorted(ARCH_REGISTRY._obj_map)}')
     return ARCH_REGISTRY.get(type_name)

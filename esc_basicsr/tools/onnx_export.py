@@ -1,20 +1,20 @@
 """ONNX export with dynamic batch, height and width, verified with onnxruntime.
 
-What makes ESC/ELAN hard to export with dynamic sizes, and what :func:`export_mode` does about it
-(only while exporting, without touching the model's weights or its PyTorch numerics):
+What makes ESC/ELAN hard to export with dynamic sizes, and how the layers handle it themselves
+while :func:`esc_basicsr.layers.export_state.is_exporting` is true (weights and eager numerics
+untouched):
 
 * The window attention reflect-pads to a multiple of the window with
   :func:`esc_basicsr.layers.padding.pad_to_multiple`, which branches in Python on the size (no
   pad / one ``F.pad`` / repeated reflection for inputs smaller than the pad). A trace records
-  one branch; ONNX ``Pad(reflect)`` also rejects pads larger than the input. It is replaced by
-  :func:`reflect_pad_to_multiple`: the same reflected pixels gathered with an index vector built
-  from ``arange`` (no branch, any size down to 1x1, exactly the same values).
-* ESC's dynamic 3x3 depthwise convolution may be written as one convolution with
-  ``groups = B * C`` (fast on CPU), which fixes the batch in the graph. It is replaced by
-  :func:`dynamic_depthwise_conv_any_batch` (sum of 9 shifted products; same result to float
-  rounding).
-* The naive attention splits the windows into chunks in a Python loop; the chunk is made
-  unbounded so that one chunk covers any image.
+  one branch; ONNX ``Pad(reflect)`` also rejects pads larger than the input. While exporting it
+  gathers the same reflected pixels with an index vector built from ``arange``
+  (:func:`esc_basicsr.layers.padding.reflect_pad_to_multiple`: no branch, any size down to 1x1).
+* ESC's dynamic 3x3 depthwise convolution is one convolution with ``groups = B * C`` (fast on
+  CPU), which fixes the batch in the graph; while exporting it is a sum of 9 shifted products
+  (:func:`esc_basicsr.layers.conv_attn.dynamic_depthwise_conv_any_batch`).
+* The naive attention splits the windows into chunks in a Python loop; while exporting one chunk
+  covers any image.
 
 Exporters (``torch.onnx.export``): the TorchScript tracer (``dynamo=False``, ``dynamic_axes``;
 deprecated by PyTorch but ~20x faster here: 14 s vs 280 s for ESC x2) and the ``torch.export``
@@ -43,100 +43,23 @@ class ExportError(RuntimeError):
     """The model cannot be exported as requested (the message says why and what to do)."""
 
 
-def reflect_index(size: int, padded: int, reps: int) -> torch.Tensor:
-    """Indices ``(padded,)`` of a repeated reflection of ``0..size-1`` (period ``2*size-2``).
-
-    Equal to the index pattern of ``F.pad(mode='reflect')`` where that is valid, and of its repeated
-    application (:func:`esc_basicsr.layers.padding.pad_bottom_right`) for larger pads; ``reps``
-    periods are generated, which covers ``padded <= size + reps - 1`` for any ``size >= 1``.
-    """
-    ar = torch.arange(size)
-    period = torch.cat([ar, ar.flip(0)[1:-1]])  # 0..size-1, size-2..1 (just [0] for size 1)
-    return period.repeat(reps)[:padded]
-
-
-def reflect_pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Branch-free equivalent of :func:`esc_basicsr.layers.padding.pad_to_multiple`.
-
-    ``(B, C, H, W) -> (B, C, ceil(H/m)*m, ceil(W/m)*m)`` by gathering reflected rows and columns.
-    """
-    h, w = x.shape[-2:]
-    rows = reflect_index(h, h + (-h) % multiple, multiple).to(x.device)
-    cols = reflect_index(w, w + (-w) % multiple, multiple).to(x.device)
-    return x.index_select(2, rows).index_select(3, cols)
-
-
-def dynamic_depthwise_conv_any_batch(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """Per-image depthwise 'same' convolution as a sum of shifted products (batch-agnostic graph).
-
-    Args:
-        x: ``(B, C, H, W)``.
-        kernels: ``(B, C, k, k)``, odd ``k``.
-
-    Returns:
-        ``(B, C, H, W)``.
-    """
-    k = kernels.shape[-1]
-    h, w = x.shape[-2:]
-    xp = F.pad(x, (k // 2,) * 4)
-    out = None
-    for i in range(k):
-        for j in range(k):
-            term = xp[:, :, i:i + h, j:j + w] * kernels[:, :, i, j, None, None]
-            out = term if out is None else out + term
-    return out
-
-
 @contextlib.contextmanager
-def export_mode() -> Iterator[list[str]]:
-    """Within the block, esc_basicsr's layers use the export-friendly functions above.
-
-    Module globals of ``esc_basicsr.*`` that refer to the original ``pad_to_multiple`` or
-    ``dynamic_depthwise_conv`` are swapped (and restored on exit). Yields the names swapped, e.g.
-    ``['esc_basicsr.layers.window_attention.pad_to_multiple', ...]``.
-    """
-    from ..layers import attention_backends, conv_attn, padding
-
-    substitutes: dict[int, tuple[object, object]] = {}  # id(original) -> (original, substitute)
-    for module, attr, substitute in ((padding, 'pad_to_multiple', reflect_pad_to_multiple),
-                                     (conv_attn, 'dynamic_depthwise_conv', dynamic_depthwise_conv_any_batch)):
-        if hasattr(module, attr):
-            original = getattr(module, attr)
-            substitutes[id(original)] = (original, substitute)
-    swapped: list[tuple[object, str, object]] = []
-    for name, module in list(sys.modules.items()):
-        if module is None or not name.startswith('esc_basicsr.') or name.startswith('esc_basicsr.tools'):
-            continue
-        for attr, value in list(vars(module).items()):
-            original, substitute = substitutes.get(id(value), (None, None))
-            if original is not None and original is value:
-                swapped.append((module, attr, value))
-                setattr(module, attr, substitute)
-    chunk = getattr(attention_backends, '_NAIVE_CHUNK_ELEMS', None)
-    if chunk is not None:
-        attention_backends._NAIVE_CHUNK_ELEMS = 2**62
-    try:
-        yield [f'{m.__name__}.{attr}' for m, attr, _ in swapped]
-    finally:
-        for module, attr, value in swapped:
-            setattr(module, attr, value)
-        if chunk is not None:
-            attention_backends._NAIVE_CHUNK_ELEMS = chunk
-        _clear_tensor_caches()
-
-
-def _clear_tensor_caches() -> None:
-    """Empty the ``functools`` caches of esc_basicsr's modules (e.g. the relative-position index).
+def cleared_tensor_caches() -> Iterator[None]:
+    """Empty the ``functools`` caches of esc_basicsr's modules (e.g. the relative-position index)
+    when the block exits.
 
     ``torch.export`` runs the model on fake tensors: a cache filled during the export would hand
     those to later eager calls (``.numpy() is not supported for tensor subclasses``).
     """
-    for name, module in list(sys.modules.items()):
-        if module is None or not name.startswith('esc_basicsr.'):
-            continue
-        for value in list(vars(module).values()):
-            if callable(getattr(value, 'cache_clear', None)) and callable(getattr(value, 'cache_info', None)):
-                value.cache_clear()
+    try:
+        yield
+    finally:
+        for name, module in list(sys.modules.items()):
+            if module is None or not name.startswith('esc_basicsr.'):
+                continue
+            for value in list(vars(module).values()):
+                if callable(getattr(value, 'cache_clear', None)) and callable(getattr(value, 'cache_info', None)):
+                    value.cache_clear()
 
 
 def check_exportable(model: nn.Module) -> None:
@@ -154,7 +77,7 @@ def check_exportable(model: nn.Module) -> None:
 
 
 def export_onnx(model: nn.Module, path: str, example_size: Sequence[int], exporter: str = 'torchscript',
-                dynamic_batch: bool = True, opset: int = 17) -> list[str]:
+                dynamic_batch: bool = True, opset: int = 17) -> None:
     """Export ``model`` (eval, float32, CPU) to ``path`` with dynamic height and width.
 
     Args:
@@ -166,9 +89,6 @@ def export_onnx(model: nn.Module, path: str, example_size: Sequence[int], export
         exporter: ``'torchscript'`` (``dynamo=False``) or ``'dynamo'`` (``torch.export``).
         dynamic_batch: make the batch dimension dynamic too.
         opset: ONNX opset of the TorchScript exporter (the dynamo one picks its own, >= 18).
-
-    Returns:
-        The module globals swapped by :func:`export_mode` during the export.
 
     Raises:
         ExportError: unexportable attention, missing ONNX packages, or a failed export.
@@ -185,8 +105,8 @@ def export_onnx(model: nn.Module, path: str, example_size: Sequence[int], export
     model = model.eval()
     x = torch.rand(*example_size)
     dims = ([0] if dynamic_batch else []) + [2, 3]
-    with export_mode() as swapped, torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # TracerWarnings about the branches export_mode made irrelevant
+    with cleared_tensor_caches(), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # TracerWarnings about branches that is_exporting() made irrelevant
         try:
             if exporter == 'torchscript':
                 names = {0: 'batch', 2: 'height', 3: 'width'}
@@ -209,7 +129,6 @@ def export_onnx(model: nn.Module, path: str, example_size: Sequence[int], export
             raise ExportError(f'the {exporter} ONNX exporter failed for {type(model).__name__}: '
                               f'{type(exc).__name__}: {message}\n'
                               f'Try --exporter {other}, --attn naive, or --static-batch.') from exc
-    return swapped
 
 
 def verify_onnx(model: nn.Module, path: str, sizes: Sequence[Sequence[int]], seed: int = 0) -> list[dict]:

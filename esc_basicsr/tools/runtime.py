@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import torch
 
-PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+from .cli import PRECISION_CHOICES
+
+PRECISIONS = dict(zip(PRECISION_CHOICES, (torch.float32, torch.float16, torch.bfloat16)))
 
 
 def resolve_device(name: str = 'auto') -> torch.device:

@@ -1,0 +1,26 @@
+"""Targeted fixes of BasicSR 1.4.2, one module each (see docs/training.md, "Resume and faults").
+
+Each fix replaces exactly one function, says which bug it fixes, leaves a BasicSR whose structure
+differs alone, and is installed once when esc_basicsr registers into BasicSR:
+
+* :mod:`.torchvision_functional_tensor`: ``import basicsr`` with torchvision >= 0.17 (installed at start-up).
+* :mod:`.resume`: ``--auto_resume`` location, device mapping and ``weights_only`` loading of states.
+* :mod:`.option_checks`: missing dataset/pretrain paths reported before an experiment folder exists.
+* :mod:`.lmdb_values`: missing/corrupt LMDB entries named instead of failing on ``None``.
+* :mod:`.adamw`: ``optim_g: {type: AdamW}`` in BasicSR 1.4.2.
+"""
+from __future__ import annotations
+
+import importlib
+
+FIX_MODULES = ('resume', 'option_checks', 'lmdb_values', 'adamw')
+
+
+def install() -> None:
+    """Install every fix (idempotent; silent); a fix whose BasicSR target is missing is skipped."""
+    for name in FIX_MODULES:
+        module = importlib.import_module(f'{__name__}.{name}')
+        try:
+            module.install()
+        except (ImportError, AttributeError):  # pragma: no cover - a BasicSR of another structure
+            continue

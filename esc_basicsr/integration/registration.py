@@ -1,0 +1,92 @@
+"""Registration of esc_basicsr into BasicSR's registries.
+
+* ``ARCH_REGISTRY``: every architecture of :data:`esc_basicsr.archs.table.ARCHITECTURES`;
+* ``MODEL_REGISTRY``: every class in ``esc_basicsr.integration.models.__all__``;
+* ``DATASET_REGISTRY``: every class in ``esc_basicsr.integration.data.__all__``;
+
+then the BasicSR fixes of :mod:`.fixes` are installed. Rules, so that esc_basicsr coexists with
+BasicSR forks that ship their own ``ESC`` (or model/dataset of the same name):
+
+* a name that is already registered (by the fork) is left alone: the fork keeps its class;
+* if a fork registers a name *after* us, its class replaces ours instead of hitting BasicSR's
+  duplicate-name ``AssertionError`` (only names registered by esc_basicsr can be replaced).
+"""
+from __future__ import annotations
+
+import logging
+import types
+
+logger = logging.getLogger('basicsr')
+
+
+def architectures() -> dict[str, type]:
+    """All esc_basicsr architecture classes by registry name."""
+    from ..archs.table import ARCHITECTURES
+
+    return {name: spec.cls for name, spec in ARCHITECTURES.items()}
+
+
+def model_classes() -> dict[str, type]:
+    """esc_basicsr's BasicSR model classes by registry name."""
+    from . import models
+
+    return {name: getattr(models, name) for name in models.__all__}
+
+
+def dataset_classes() -> dict[str, type]:
+    """esc_basicsr's BasicSR dataset classes by registry name."""
+    from . import data
+
+    return {name: getattr(data, name) for name in data.__all__}
+
+
+def _yielding_do_register(registry, ours: set[int]):
+    original = registry._do_register
+
+    def _do_register(self, name, obj, suffix=None):
+        key = f'{name}_{suffix}' if isinstance(suffix, str) else name
+        current = self._obj_map.get(key)
+        if current is not None and id(current) in ours and current is not obj:
+            logger.info(f'esc_basicsr: "{key}" registered by another package replaces esc_basicsr\'s class.')
+            del self._obj_map[key]
+        original(name, obj, suffix)
+
+    return types.MethodType(_do_register, registry)
+
+
+def register_classes(registry, classes: dict[str, type]) -> list[str]:
+    """Register ``classes`` whose names are still free in ``registry``; return the names added."""
+    added = []
+    for name, cls in classes.items():
+        if name in registry:
+            if registry.get(name) is not cls:
+                logger.info(f'esc_basicsr: "{name}" is already registered by another package; keeping it.')
+            continue
+        registry.register(cls)
+        added.append(name)
+    ours = getattr(registry, '_esc_basicsr_classes', None)
+    if ours is None:
+        ours = registry._esc_basicsr_classes = set()
+        registry._do_register = _yielding_do_register(registry, ours)
+    ours.update(id(c) for c in classes.values())
+    return added
+
+
+def register_archs() -> list[str]:
+    """Register every esc_basicsr architecture whose name is still free; return the names added."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    return register_classes(ARCH_REGISTRY, architectures())
+
+
+def register_all() -> list[str]:
+    """Register architectures, models and datasets, and install the BasicSR fixes (idempotent)."""
+    from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
+
+    from .fixes import install as install_fixes
+
+    added = register_archs()
+    added += register_classes(MODEL_REGISTRY, model_classes())
+    added += register_classes(DATASET_REGISTRY, dataset_classes())
+    install_fixes()
+    return added

@@ -1,0 +1,36 @@
+"""Argument types and choices shared by the command-line tools (derived, never re-listed)."""
+from __future__ import annotations
+
+import argparse
+
+PRECISION_CHOICES = ('fp32', 'fp16', 'bf16')
+
+
+def attn_choices() -> tuple[str, ...]:
+    """The attention backends of the ESC family (``auto``, ``naive``, ``sdpa``, ``flex``)."""
+    from ..layers.attention_backends import ATTN_TYPES
+
+    return ATTN_TYPES
+
+
+def preset_choices() -> list[str]:
+    """Preset names of :data:`esc_basicsr.archs.table.ARCHITECTURES` (``esc``, ``esc_light``, ...)."""
+    from ..archs.presets import PRESETS
+
+    return sorted(PRESETS)
+
+
+def preset_name(text: str) -> str:
+    """``'ESC-light'`` -> ``'esc_light'`` (``argparse`` type; the spelling of the paper works)."""
+    return text.strip().lower().replace('-', '_')
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``'176x320'`` (also ``176*320``) -> ``(176, 320)``; both positive (``argparse`` type)."""
+    try:
+        a, b = (int(v) for v in text.lower().replace('*', 'x').split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected NxM, e.g. 176x320, got {text!r}') from None
+    if a <= 0 or b <= 0:
+        raise argparse.ArgumentTypeError(f'sizes must be positive, got {text!r}')
+    return a, b
