@@ -45,7 +45,7 @@ setup(
     py_modules=['esc_basicsr_autoload'],
     package_data={'esc_basicsr': ['py.typed'], 'esc_basicsr.options': ['*.yml']},
     include_package_data=True,
-    install_requires=['basicsr>=1.4.2', 'torch>=2.1', 'einops', 'timm', 'lmdb', 'opencv-python', 'numpy', 'pyyaml',
+    install_requires=['basicsr>=1.4.2', 'torch>=2.1', 'lmdb', 'opencv-python', 'numpy', 'pyyaml',
                       'tqdm', 'scikit-image'],
     extras_require={
         'test': ['pytest', 'scikit-image'],
