@@ -22,16 +22,7 @@ import sys
 import time
 from typing import Sequence
 
-
-def parse_hw(text: str) -> tuple[int, int]:
-    """``'64x48'`` (height x width) -> ``(64, 48)``."""
-    try:
-        h, w = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected HxW, got {text!r}') from None
-    if h <= 0 or w <= 0:
-        raise argparse.ArgumentTypeError(f'sizes must be positive, got {text!r}')
-    return h, w
+from .tools.cli import parse_size, preset_choices, preset_name
 
 
 def default_sizes(align: int, batch: int) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
@@ -51,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--weights', required=True, help='checkpoint (BasicSR params_ema/params, bare, or deployed)')
     net = p.add_mutually_exclusive_group()
     net.add_argument('--opt', default=None, help='BasicSR option file whose network_g describes the network')
-    net.add_argument('--model', default=None, help='preset: esc, esc_light, esc_fp, esc_xl, esc_real, elan_light, elan')
+    net.add_argument('--model', default=None, type=preset_name, choices=preset_choices(),
+                     help='preset (with --scale)')
     p.add_argument('--scale', type=int, default=None, help='upscaling factor of --model')
     p.add_argument('--param-key', default=None, help='checkpoint entry with the weights (default params_ema, params)')
     p.add_argument('-o', '--output', default=None, help='write the deployed checkpoint (.pth) here')
@@ -62,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='torch.onnx.export with dynamo=False (default, fast) or dynamo=True (torch.export)')
     p.add_argument('--opset', type=int, default=17, help='ONNX opset of the torchscript exporter (default 17)')
     p.add_argument('--static-batch', action='store_true', help='fix the batch dimension to 1')
-    p.add_argument('--trace-size', type=parse_hw, default=None, metavar='HxW', help='input size used for tracing')
-    p.add_argument('--verify-sizes', type=parse_hw, nargs='+', default=None, metavar='HxW',
+    p.add_argument('--trace-size', type=parse_size, default=None, metavar='HxW', help='input size used for tracing')
+    p.add_argument('--verify-sizes', type=parse_size, nargs='+', default=None, metavar='HxW',
                    help='input sizes checked with onnxruntime (default: two, not multiples of the window)')
     p.add_argument('--no-verify', dest='verify', action='store_false', help='skip the onnxruntime check')
     p.add_argument('--atol', type=float, default=2e-3,
@@ -79,19 +71,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import esc_basicsr  # noqa: F401  (registers the architectures)
 
+    from .tools.atomic import atomic_path
     from .tools.loading import load_network, save_deployed
     from .tools.onnx_export import ExportError, export_onnx, verify_onnx
+    from .tools.options_check import check_network_g, check_weights_file, load_error_message, read_option_file
+    from .tools.output_paths import check_distinct_files
     from .tools.tiling import tile_alignment
 
-    try:
+    try:  # checked before anything is built or written
+        check_distinct_files({'-o': args.output, '--onnx': args.onnx}, {'--weights': args.weights, '--opt': args.opt})
+        if args.opt is not None:
+            check_network_g(read_option_file(args.opt)['network_g'], f'--opt {args.opt}: network_g')
+        check_weights_file(args.weights)
         network = load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
                                attn_type=args.attn, param_key=args.param_key)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - a failure before anything is written is a usage error
+        known = isinstance(exc, (OSError, ValueError, KeyError, RuntimeError))
+        message = load_error_message(args.weights, exc) or (str(exc) if known else f'{type(exc).__name__}: {exc}')
+        print(f'error: {message}', file=sys.stderr)
         return 2
     model = network.model.float().cpu()
     if args.output:
-        save_deployed(args.output, model, network.network_g, network.scale)
+        try:  # atomically: a temporary file next to the target (folders created), renamed when complete
+            with atomic_path(args.output) as tmp:
+                save_deployed(tmp, model, network.network_g, network.scale)
+        except OSError as exc:
+            print(f'error: cannot write {args.output}: {exc.strerror or exc}', file=sys.stderr)
+            return 2
         print(f'deployed checkpoint: {args.output} ({network.network_g["type"]} x{network.scale})')
     if not args.onnx:
         return 0
@@ -104,8 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         verify = [(batch if i == len(args.verify_sizes) - 1 else 1, 3, *hw) for i, hw in enumerate(args.verify_sizes)]
     start = time.perf_counter()
     try:
-        export_onnx(model, args.onnx, trace, exporter=args.exporter, dynamic_batch=not args.static_batch,
-                    opset=args.opset)
+        with atomic_path(args.onnx) as tmp:
+            export_onnx(model, str(tmp), trace, exporter=args.exporter, dynamic_batch=not args.static_batch,
+                        opset=args.opset)
+    except OSError as exc:
+        print(f'error: cannot write {args.onnx}: {exc.strerror or exc}', file=sys.stderr)
+        return 2
     except ExportError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1

@@ -9,9 +9,10 @@ Examples::
 
 The network is described by ``--opt`` (a BasicSR option file's ``network_g``), a preset
 (``--model``, ``--scale``), or the description stored in a checkpoint written by
-``python -m esc_basicsr.export``. Outputs keep the input's layout (RGB, gray, RGBA; 8/16-bit) and
-relative name. Unreadable inputs are reported and skipped; the exit code is 1 if any failed.
-See docs/inference.md.
+``python -m esc_basicsr.export``. Outputs keep the input's layout (RGB, grey, RGBA, grey+alpha;
+8/16-bit, as far as the output format can hold it) and relative name. Inputs are never
+overwritten, no two inputs share an output name, and files appear only when complete.
+Unreadable inputs are reported and skipped; the exit code is 1 if any failed. See docs/inference.md.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import numpy as np
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .tools.cli import PRECISION_CHOICES, attn_choices, preset_choices, preset_name
+
     p = argparse.ArgumentParser(prog='python -m esc_basicsr.infer', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('-i', '--input', required=True, help='image file, folder (searched recursively) or glob')
@@ -32,10 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                    'state_dict, or deployed (python -m esc_basicsr.export)')
     net = p.add_mutually_exclusive_group()
     net.add_argument('--opt', default=None, help='BasicSR option file whose network_g describes the network')
-    net.add_argument('--model', default=None, help='preset: esc, esc_light, esc_fp, esc_xl, esc_real, elan_light, elan')
+    net.add_argument('--model', default=None, type=preset_name, choices=preset_choices(),
+                     help='preset (with --scale)')
     p.add_argument('--scale', type=int, default=None, help='upscaling factor of --model')
     p.add_argument('--param-key', default=None, help='checkpoint entry with the weights (default params_ema, params)')
-    p.add_argument('--attn', default=None, choices=['auto', 'naive', 'sdpa', 'flex'],
+    p.add_argument('--attn', default=None, choices=attn_choices(),
                    help='attention backend of the ESC family (default: as described, i.e. auto)')
     p.add_argument('--suffix', default='', help='added to output file names, e.g. _x2')
     p.add_argument('--ext', default=None, help='output format, e.g. png (default: same as the input)')
@@ -43,10 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
                    'to a multiple of the attention window')
     p.add_argument('--tile-pad', type=int, default=32, help='context around each tile in input pixels (default 32)')
     p.add_argument('--batch-size', type=int, default=1, help='images of the same size run together (default 1)')
-    p.add_argument('--alpha', default='bicubic', choices=['bicubic', 'model'],
-                   help='how an alpha channel is upscaled (default bicubic)')
+    p.add_argument('--alpha', default='bicubic', choices=['bicubic', 'model', 'drop'],
+                   help='how an alpha channel is upscaled (default bicubic); drop: discard it (needed for '
+                   'outputs in a format without alpha, e.g. --ext jpg)')
+    p.add_argument('--max-pixels', type=int, default=None,
+                   help='refuse inputs with more pixels than this, read from the header before decoding '
+                   '(default 2**28 = 268M)')
     p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto (default)')
-    p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'])
+    p.add_argument('--precision', default='fp32', choices=PRECISION_CHOICES)
     p.add_argument('--fp16', dest='precision', action='store_const', const='fp16', help='= --precision fp16 (CUDA)')
     p.add_argument('--bf16', dest='precision', action='store_const', const='bf16', help='= --precision bf16')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -85,23 +93,30 @@ class Upscaler:
             return y.clamp_(0, 1)
 
 
-def process_batch(upscaler: Upscaler, items: list, alpha_mode: str) -> None:
-    """Upscale ``items`` (``(image, out_path)`` of the same size) together and write them."""
+def process_batch(upscaler: Upscaler, items: list, alpha_mode: str) -> list[Exception | None]:
+    """Upscale ``items`` (``(image, out_path, plan)`` of the same size) together and write them
+    (each atomically: a temporary file renamed into place). Returns each item's write error or None."""
     import torch
 
     from .tools.image_io import compose, upscale_alpha, write_image
 
-    rgb = torch.from_numpy(np.stack([img.rgb for img, _ in items])).permute(0, 3, 1, 2)
+    rgb = torch.from_numpy(np.stack([img.rgb for img, _, _ in items])).permute(0, 3, 1, 2)
     out = upscaler(rgb).permute(0, 2, 3, 1).numpy()
-    for (img, path), sr in zip(items, out):
+    errors: list[Exception | None] = []
+    for (img, path, plan), sr in zip(items, out):
         alpha = None
-        if img.alpha is not None:
+        if img.alpha is not None and plan.layout in ('rgba', 'graya'):
             if alpha_mode == 'model':
                 a = torch.from_numpy(img.alpha)[None, None].expand(1, 3, *img.alpha.shape)
                 alpha = upscaler(a)[0].mean(0).numpy()
             else:
                 alpha = upscale_alpha(img.alpha, upscaler.scale)
-        write_image(path, compose(sr, alpha, img.layout, img.dtype))
+        try:
+            write_image(path, compose(sr, alpha, plan))
+            errors.append(None)
+        except (OSError, ValueError) as exc:  # e.g. a read-only folder: the other images still go
+            errors.append(exc)
+    return errors
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,26 +125,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     import esc_basicsr  # noqa: F401  (registers the architectures)
     from tqdm import tqdm
 
-    from .tools.image_io import ImageReadError, list_inputs, output_path, read_image
+    from .tools.image_io import DEFAULT_MAX_PIXELS, ImageReadError, ImageWriteError, output_format, plan_output, \
+        read_image
     from .tools.loading import load_network
+    from .tools.options_check import check_network_g, check_weights_file, load_error_message, read_option_file
+    from .tools.output_paths import list_inputs, plan_outputs
     from .tools.runtime import resolve_device, resolve_dtype
 
-    if args.batch_size < 1 or args.tile < 0 or args.tile_pad < 0:
-        print('error: --batch-size must be >= 1, --tile and --tile-pad >= 0', file=sys.stderr)
+    if args.batch_size < 1 or args.tile < 0 or args.tile_pad < 0 or (args.max_pixels is not None
+                                                                      and args.max_pixels < 1):
+        print('error: --batch-size and --max-pixels must be >= 1, --tile and --tile-pad >= 0', file=sys.stderr)
         return 2
-    try:
-        inputs = list_inputs(args.input)
+    max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
+    try:  # everything that can be checked before the first image: paths, names, format, network
+        if args.ext is not None:
+            output_format(args.ext)
+        inputs = list_inputs(args.input, exclude=[args.output])
+        if not inputs:
+            raise ValueError(f'no images found in {args.input!r}')
+        plan = plan_outputs(inputs, args.output, args.suffix, args.ext, input_spec=args.input)
         device = resolve_device(args.device)
         dtype = resolve_dtype(args.precision, device)
+        if args.opt is not None:
+            check_network_g(read_option_file(args.opt)['network_g'], f'--opt {args.opt}: network_g')
+        check_weights_file(args.weights)
         network = load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
                                attn_type=args.attn, param_key=args.param_key)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
-    if not inputs:
-        print(f'error: no images found in {args.input!r}', file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - any failure before the first image is a usage error
+        known = isinstance(exc, (OSError, ValueError, KeyError, RuntimeError))
+        message = load_error_message(args.weights, exc) or (str(exc) if known else f'{type(exc).__name__}: {exc}')
+        print(f'error: {message}', file=sys.stderr)
         return 2
     upscaler = Upscaler(network, device, dtype, args.tile, args.tile_pad)
+    notes: dict[str, int] = {}
 
     failed: list[tuple[Path, str]] = []
     written = 0
@@ -140,30 +168,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not batch:
             return
         try:
-            process_batch(upscaler, [(img, out) for _, img, out in batch], args.alpha)
-            written += len(batch)
+            errors = process_batch(upscaler, [(img, out, how) for _, img, out, how in batch], args.alpha)
         except Exception as exc:  # e.g. out of memory: report these images, go on with the others
-            for src, _, _ in batch:
+            errors = [exc] * len(batch)
+        for (src, *_), exc in zip(batch, errors):
+            if exc is None:
+                written += 1
+            else:
                 failed.append((src, f'{type(exc).__name__}: {exc}'))
                 tqdm.write(f'failed: {src}: {type(exc).__name__}: {exc}', file=sys.stderr)
         bar.update(len(batch))
         batch.clear()
 
     batch: list = []
-    for src, rel in inputs:
+    for src, out in plan:
         try:
-            img = read_image(src)
-        except ImageReadError as exc:
+            img = read_image(src, max_pixels)
+            how = plan_output(img.layout, img.dtype, out.suffix, drop_alpha=args.alpha == 'drop')
+        except (ImageReadError, ImageWriteError, ValueError) as exc:
             failed.append((src, str(exc)))
             tqdm.write(f'skipped: {src}: {exc}', file=sys.stderr)
             bar.update(1)
             continue
+        if how.note:
+            notes[how.note] = notes.get(how.note, 0) + 1
         if batch and (len(batch) == args.batch_size or batch[0][1].rgb.shape != img.rgb.shape):
             flush(batch)
-        batch.append((src, img, output_path(args.output, rel, args.suffix, args.ext)))
+        batch.append((src, img, out, how))
     flush(batch)
     bar.close()
 
+    for note, n in notes.items():
+        print(f'note: {n} image(s): {note}', file=sys.stderr)
     print(f'{written} image(s) written to {args.output}' + (f', {len(failed)} failed:' if failed else ''),
           file=sys.stderr)
     for src, why in failed:

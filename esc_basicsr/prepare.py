@@ -20,6 +20,7 @@ import os
 import sys
 
 from .data_prep import prepare_benchmark, prepare_paired_lmdb
+from .data_prep.resize import parse_scale
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,9 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument('--hr', nargs='+', required=True, help='folder(s) of HR images')
     common.add_argument('--out', required=True, help='output folder, e.g. datasets/DIV2K')
-    common.add_argument('--scales', nargs='+', type=int, default=[2, 3, 4], help='downscaling factors (2 3 4)')
+    common.add_argument('--scales', nargs='+', type=parse_scale, default=[2, 3, 4],
+                        help='downscaling factors (2 3 4); benchmark: also non-integer, e.g. 2.5 6 8 30')
     common.add_argument('--workers', type=int, default=min(8, os.cpu_count() or 1), help='processes')
     common.add_argument('--mod', type=int, default=12, help='crop HR to a multiple of this (12)')
+    common.add_argument('--max-pixels', type=int, default=None,
+                        help='skip HR images with more pixels than this (header read before decoding; '
+                        'default 2**28)')
 
     div2k = sub.add_parser('div2k', parents=[common], help='sub-images + GT/LQ LMDBs (training data)')
     div2k.add_argument('--name', required=True, help='prefix, e.g. DIV2K_train or DF2K_train')
@@ -45,14 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; return the exit code (0 ok, 1 some images skipped, 2 bad arguments)."""
     args = build_parser().parse_args(argv)
+    limit = {} if args.max_pixels is None else {'max_pixels': args.max_pixels}
     try:
         if args.command == 'div2k':
+            if not all(isinstance(s, int) for s in args.scales):
+                raise ValueError(f'div2k --scales must be integers, got {args.scales} (arbitrary-scale '
+                                 'training reads only the HR LMDB; non-integer LR folders: benchmark)')
             report = prepare_paired_lmdb(args.hr, args.out, args.name, args.scales, workers=args.workers,
                                          crop_size=args.crop_size, step=args.step, thresh_size=args.thresh_size,
-                                         mod=args.mod)
+                                         mod=args.mod, **limit)
         else:
-            report = prepare_benchmark(args.hr, args.out, args.scales, workers=args.workers, mod=args.mod)
-    except (ValueError, FileNotFoundError) as exc:
+            report = prepare_benchmark(args.hr, args.out, args.scales, workers=args.workers, mod=args.mod, **limit)
+    except (ValueError, FileNotFoundError) as exc:  # bad arguments, a missing --hr, an --out that cannot be written
         print(f'error: {exc}', file=sys.stderr)
         return 2
     print(report.summary(), file=sys.stderr if report.exit_code else sys.stdout, flush=True)

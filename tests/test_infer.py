@@ -12,7 +12,8 @@ import yaml
 import esc_basicsr  # noqa: F401
 from .conftest import load_fixture
 from esc_basicsr.infer import main
-from esc_basicsr.tools.image_io import list_inputs, output_path, read_image
+from esc_basicsr.tools.image_io import read_image
+from esc_basicsr.tools.output_paths import list_inputs, output_path
 from esc_basicsr.tools.loading import build_network
 from esc_basicsr.tools.tiling import tile_alignment, tiled_forward
 

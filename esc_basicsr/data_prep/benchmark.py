@@ -4,57 +4,80 @@ From HR images only::
 
     <out>/GTmod12/<stem>.png     HR cropped to a multiple of 12 (valid for x2, x3, x4)
     <out>/LRbicx{s}/<stem>.png   MATLAB-bicubic downscale of GTmod12 by s
+                                 (other scales, e.g. 2.5 or 8: see :func:`.resize.downscale`)
 
 Same file names in every folder, as ``PairedImageDataset`` (``filename_tmpl: '{}'``) expects.
+``<out>/.sources/<stem>.sha256`` records the source each image was made from: a replaced source
+is redone.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .crop import bicubic_resize, mod_crop
-from .div2k import assign_stems
-from .imageio import ImageError, list_images, png_complete, read_bgr, remove_stale_temporaries, write_png
+from ..tools.image_io import DEFAULT_MAX_PIXELS
+from .crop import mod_crop
+from .div2k import assign_stems, check_not_inputs, same_source, source_record
+from .imageio import (
+    ImageError,
+    check_writable,
+    list_images,
+    png_complete,
+    read_bgr,
+    remove_stale_temporaries,
+    source_digest,
+    write_atomic,
+    write_png,
+)
 from .report import ImageJob, Outcome, Report, run_parallel
+from .resize import downscale, scale_name
 
 
 def _process(job: ImageJob) -> Outcome:
     try:
         targets = [job.gt_dir / f'{job.stem}.png'] + [d / f'{job.stem}.png' for _, d in job.lq_dirs]
-        img = read_bgr(job.source)  # also for complete outputs: an unreadable source is always reported
-        if all(png_complete(t) for t in targets):
-            return Outcome(str(job.source), 'skipped', [job.stem])
+        digest = source_digest(job.source)
+        img = read_bgr(job.source, job.max_pixels)  # also for complete outputs: an unreadable source is always reported
+        known = same_source(job, digest)
+        if known and all(png_complete(t) for t in targets):
+            return Outcome(str(job.source), 'skipped', [job.stem], digest=digest)
+        if not known:
+            source_record(job).unlink(missing_ok=True)
         h0, w0 = img.shape[:2]
         img = mod_crop(img, job.mod)
         if img.shape[0] == 0 or img.shape[1] == 0:
             raise ImageError(f'too small ({h0}x{w0}; needs at least {job.mod}x{job.mod})')
-        if not png_complete(targets[0]):
+        if not known or not png_complete(targets[0]):
             write_png(targets[0], img)
         for (s, _), target in zip(job.lq_dirs, targets[1:], strict=True):
-            if not png_complete(target):
-                write_png(target, bicubic_resize(img, 1 / s))
-        return Outcome(str(job.source), 'written', [job.stem])
+            if not known or not png_complete(target):
+                write_png(target, downscale(img, s, job.mod))
+        write_atomic(source_record(job), (digest + '\n').encode())
+        return Outcome(str(job.source), 'written', [job.stem], digest=digest)
     except ImageError as exc:
         return Outcome(str(job.source), 'failed', reason=str(exc).removeprefix(f'{job.source}: '))
     except Exception as exc:  # noqa: BLE001 - one bad image must not stop the others
         return Outcome(str(job.source), 'failed', reason=f'{type(exc).__name__}: {exc}')
 
 
-def prepare_benchmark(hr_dirs: list[str | Path], out: str | Path, scales: list[int], workers: int = 1,
-                      mod: int = 12) -> Report:
+def prepare_benchmark(hr_dirs: list[str | Path], out: str | Path, scales: list[float], workers: int = 1,
+                      mod: int = 12, max_pixels: int = DEFAULT_MAX_PIXELS) -> Report:
     """HR folder(s) -> ``GTmod{mod}`` and ``LRbicx{s}`` folders under ``out``."""
     out = Path(out)
-    scales = sorted(set(int(s) for s in scales))
+    scales = sorted(set(scales))
     for s in scales:
-        if s < 1 or mod % s:
-            raise ValueError(f'scale {s} does not divide mod {mod}')
+        if s < 1:
+            raise ValueError(f'scale {s} must be >= 1')
     report = Report()
-    files = assign_stems(list_images(hr_dirs), report)
+    files = assign_stems(list_images(hr_dirs), report)  # a mistyped --hr fails here, before anything is written
     gt_dir = out / f'GTmod{mod}'
-    lq_dirs = tuple((s, out / f'LRbicx{s}') for s in scales)
-    for d in [gt_dir] + [d for _, d in lq_dirs]:
+    lq_dirs = tuple((s, out / f'LRbicx{scale_name(s)}') for s in scales)
+    record_dir = out / '.sources'
+    check_not_inputs([gt_dir] + [d for _, d in lq_dirs], hr_dirs)
+    check_writable(out)
+    for d in [gt_dir, record_dir] + [d for _, d in lq_dirs]:
         d.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(d)
-    jobs = [ImageJob(f, stem, gt_dir, lq_dirs, mod) for f, stem in files]
+    jobs = [ImageJob(f, stem, gt_dir, lq_dirs, mod, record_dir, max_pixels) for f, stem in files]
     report.outcomes += run_parallel(_process, jobs, workers, desc=f'{out.name}')
     report.notes.append(f'{out}: {gt_dir.name}, ' + ', '.join(d.name for _, d in lq_dirs))
     return report

@@ -1,6 +1,8 @@
-"""Image reading/writing for data preparation: validated reads, atomic PNG writes."""
+"""Image reading/writing for data preparation: the tools' one reader (:mod:`esc_basicsr.tools.image_io`:
+EXIF orientation, pixel limit, bit depth), atomic PNG writes, source fingerprints."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -8,10 +10,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..tools.atomic import TMP_MARK, remove_stale_temporaries, write_bytes
+from ..tools.image_io import DEFAULT_MAX_PIXELS, ImageReadError, read_bgr8
+
+__all__ = ['IMAGE_EXTENSIONS', 'ImageError', 'TMP_MARK', 'check_writable', 'encode_png', 'list_images',
+           'png_complete', 'read_bgr', 'remove_stale_temporaries', 'safe_stem', 'source_digest', 'write_atomic',
+           'write_png']
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 PNG_END = b'IEND\xaeB`\x82'
-TMP_MARK = '.tmp-'
 
 
 class ImageError(ValueError):
@@ -38,13 +46,22 @@ def safe_stem(path: Path) -> str:
     return stem
 
 
-def read_bgr(path: Path) -> np.ndarray:
-    """Read an image as 8-bit BGR ``(H, W, 3)`` (grey is replicated, alpha dropped); raise ``ImageError``."""
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise ImageError(f'{path}: unreadable image (OpenCV cannot decode it)')
-    return img
+def read_bgr(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image as upright 8-bit BGR ``(H, W, 3)`` (grey replicated, alpha dropped, 16-bit scaled);
+    raise ``ImageError`` naming the file for anything unusable (see :func:`esc_basicsr.tools.image_io.read_bgr8`)."""
+    try:
+        return read_bgr8(path, max_pixels)
+    except ImageReadError as exc:
+        raise ImageError(f'{path}: {exc}') from None
+
+
+def source_digest(path: Path) -> str:
+    """SHA-256 of a source file's bytes: outputs made from an older file of the same name are redone."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
 
 
 def encode_png(img: np.ndarray, compress_level: int = 3) -> bytes:
@@ -56,14 +73,19 @@ def encode_png(img: np.ndarray, compress_level: int = 3) -> bytes:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    tmp = path.with_name(f'.{path.name}{TMP_MARK}{os.getpid()}')
+    write_bytes(path, data, make_parents=False)
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and check that files can be created in it; raise ``ValueError`` naming it."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f'--out {folder}: exists and is not a folder')
     try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / '.write-test', b'')
+        os.unlink(folder / '.write-test')
+    except OSError as exc:
+        raise ValueError(f'--out {folder}: cannot write there ({exc.strerror or exc})') from None
 
 
 def write_png(path: Path, img: np.ndarray, compress_level: int = 3) -> None:
@@ -84,11 +106,3 @@ def png_complete(path: Path) -> bool:
     except OSError:
         return False
     return head == PNG_SIGNATURE and tail == PNG_END
-
-
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete temporary files left by an interrupted run."""
-    if folder.is_dir():
-        for p in folder.iterdir():
-            if p.name.startswith('.') and TMP_MARK in p.name:
-                p.unlink(missing_ok=True)

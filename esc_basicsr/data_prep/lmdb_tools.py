@@ -5,7 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .imageio import TMP_MARK
+from ..tools.atomic import TMP_MARK
 
 
 def meta_info_keys(lmdb_path: Path) -> list[str] | None:
@@ -17,12 +17,22 @@ def meta_info_keys(lmdb_path: Path) -> list[str] | None:
         return [line.split('.')[0] for line in f if line.strip()]
 
 
-def lmdb_complete(lmdb_path: Path, keys: list[str]) -> bool:
-    """Whether ``lmdb_path`` holds exactly ``keys`` (meta_info.txt and the database agree)."""
+FINGERPRINT_FILE = 'esc_basicsr_sources.sha256'
+
+
+def lmdb_complete(lmdb_path: Path, keys: list[str], fingerprint: str | None = None) -> bool:
+    """Whether ``lmdb_path`` holds exactly ``keys`` (meta_info.txt and the database agree) and, if
+    ``fingerprint`` is given, was made from the sources it names (see ``div2k.sources_fingerprint``)."""
     import lmdb
 
     if not (lmdb_path / 'data.mdb').is_file():
         return False
+    if fingerprint is not None:
+        try:
+            if (lmdb_path / FINGERPRINT_FILE).read_text().strip() != fingerprint:
+                return False
+        except OSError:
+            return False
     listed = meta_info_keys(lmdb_path)
     if listed is None or len(listed) != len(keys) or set(listed) != set(keys):
         return False
@@ -44,16 +54,18 @@ def remove_stale_lmdbs(folder: Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def build_lmdb(src_dir: Path, lmdb_path: Path, keys: list[str], compress_level: int = 1) -> str:
+def build_lmdb(src_dir: Path, lmdb_path: Path, keys: list[str], compress_level: int = 1,
+               fingerprint: str | None = None) -> str:
     """Make ``lmdb_path`` from ``src_dir/<key>.png`` with ``basicsr.utils.lmdb_util.make_lmdb_from_imgs``
     (which also writes ``meta_info.txt``). Returns ``'kept'`` if it was already complete, else
     ``'built'``. The LMDB is written to a temporary folder and swapped in, so an interrupted run
-    never leaves a half-written LMDB under the final name."""
+    never leaves a half-written LMDB under the final name. ``fingerprint`` (of the sources) is stored
+    in it, and an LMDB with another one is rebuilt."""
     from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 
     if not keys:
         raise ValueError(f'no images for {lmdb_path}')
-    if lmdb_complete(lmdb_path, keys):
+    if lmdb_complete(lmdb_path, keys, fingerprint):
         return 'kept'
     pid = os.getpid()
     tmp = lmdb_path.with_name(f'.{lmdb_path.stem}{TMP_MARK}{pid}.lmdb')  # BasicSR wants '.lmdb'
@@ -62,7 +74,9 @@ def build_lmdb(src_dir: Path, lmdb_path: Path, keys: list[str], compress_level: 
     try:
         make_lmdb_from_imgs(str(src_dir), str(tmp), [f'{k}.png' for k in keys], list(keys),
                             compress_level=compress_level)
-        if not lmdb_complete(tmp, keys):
+        if fingerprint is not None:
+            (tmp / FINGERPRINT_FILE).write_text(fingerprint + '\n')
+        if not lmdb_complete(tmp, keys, fingerprint):
             raise RuntimeError(f'{tmp}: the new LMDB is incomplete')
         if lmdb_path.exists():
             os.rename(lmdb_path, old)

@@ -17,6 +17,8 @@ class ImageJob:
     gt_dir: Path
     lq_dirs: tuple[tuple[int, Path], ...]  # (scale, folder)
     mod: int  # GT sides are cropped to multiples of this
+    record_dir: Path  # <stem>.sha256 here: digest of the source the outputs were made from
+    max_pixels: int  # larger sources are refused before decoding
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Outcome:
     status: str  # 'written' | 'skipped' | 'failed'
     keys: list[str] = field(default_factory=list)
     reason: str = ''
+    digest: str = ''  # SHA-256 of the source file the outputs were made from
 
 
 @dataclass
