@@ -1,11 +1,13 @@
-"""Arbitrary-scale training data, the LIIF protocol (Chen et al., CVPR 2021; used by LTE and ESC-LTE).
+"""Arbitrary-scale data: training by the LIIF protocol (Chen et al., CVPR 2021; used by LTE and ESC-LTE).
 
 Per sample: a scale ``s ~ U(scale_min, scale_max)``, a random HR crop of ``round(lq_size * s)``
 pixels, a MATLAB-bicubic downscale of it to ``lq_size`` (rounded to 8 bits like the benchmark LR
 images), flips/transposition, and ``sample_q`` random HR pixels with their coordinates and cells.
+Validation/testing: LR/GT folders at a fixed, possibly non-integer, scale.
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 from typing import Any
@@ -15,7 +17,7 @@ import torch
 from torch.utils import data
 
 from ...data_prep.resize import imresize_to
-from ...layers.lte import make_coord
+from ...layers.lte import make_coord, scaled_size
 
 _IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -92,7 +94,7 @@ class LIIFDataset(data.Dataset):
         scale = random.uniform(self.scale_min, min(self.scale_max, min(h, w) / self.lq_size))
         hr_size = min(round(self.lq_size * scale), h, w)
         y, x = random.randint(0, h - hr_size), random.randint(0, w - hr_size)
-        hr = img[y:y + hr_size, x:x + hr_size]
+        hr = np.ascontiguousarray(img[y:y + hr_size, x:x + hr_size])  # BasicSR's augment flips in place
         lq = np.clip(np.round(imresize_to(hr, (self.lq_size, self.lq_size)) * 255.), 0, 255) / 255.
         hr, lq = augment([hr, lq.astype(np.float32)], self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
         hr_t, lq_t = img2tensor([hr, lq], bgr2rgb=True, float32=True)
@@ -104,3 +106,46 @@ class LIIFDataset(data.Dataset):
         cell = torch.tensor([2.0 / hr_t.shape[-2], 2.0 / hr_t.shape[-1]]).expand(len(coord), 2).clone()
         return {'lq': lq_t, 'gt': gt, 'coord': coord, 'cell': cell, 'scale': hr_size / self.lq_size,
                 'gt_path': path}
+
+
+class ArbitraryScalePairedDataset(data.Dataset):
+    """BasicSR's ``PairedImageDataset`` for validation/testing at any scale, also non-integer.
+
+    Options as ``PairedImageDataset`` (``dataroot_gt``, ``dataroot_lq``, ``io_backend``,
+    ``filename_tmpl``) plus ``scale`` (float > 0; BasicSR copies a top-level ``scale`` here). The GT
+    is cropped to its top-left ``round(s*h) x round(s*w)`` for an ``h x w`` LR image (what
+    ``python -m esc_basicsr.prepare benchmark`` made the LR image from); a GT smaller than that,
+    or more than ``ceil(s)`` pixels larger, does not belong to this scale: ValueError.
+    """
+
+    def __init__(self, opt: dict[str, Any]) -> None:
+        from basicsr.data.paired_image_dataset import PairedImageDataset
+
+        super().__init__()
+        if opt.get('phase') == 'train':
+            raise ValueError('ArbitraryScalePairedDataset is for validation/testing; train with LIIFDataset')
+        self.opt = opt
+        self.scale = float(opt.get('scale') or 0)
+        scaled_size(1, 1, self.scale)  # ValueError for a missing, zero or negative scale
+        self._paired = PairedImageDataset(dict(opt, phase='val', scale=1))  # paths and file client only
+
+    def __len__(self) -> int:
+        return len(self._paired)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        from basicsr.utils import FileClient, imfrombytes, img2tensor
+
+        paired = self._paired
+        if paired.file_client is None:
+            opt = dict(paired.io_backend_opt)
+            paired.file_client = FileClient(opt.pop('type'), **opt)
+        paths = paired.paths[index]
+        gt = imfrombytes(paired.file_client.get(paths['gt_path'], 'gt'), float32=True)
+        lq = imfrombytes(paired.file_client.get(paths['lq_path'], 'lq'), float32=True)
+        h, w = scaled_size(lq.shape[0], lq.shape[1], self.scale)
+        extra = (gt.shape[0] - h, gt.shape[1] - w)
+        if not all(0 <= e <= math.ceil(self.scale) for e in extra):
+            raise ValueError(f'{paths["gt_path"]}: GT {gt.shape[0]}x{gt.shape[1]} does not match LR '
+                             f'{lq.shape[0]}x{lq.shape[1]} at scale {self.scale:g} (expected {h}x{w})')
+        gt_t, lq_t = img2tensor([np.ascontiguousarray(gt[:h, :w]), lq], bgr2rgb=True, float32=True)
+        return {'lq': lq_t, 'gt': gt_t, 'lq_path': paths['lq_path'], 'gt_path': paths['gt_path']}
