@@ -131,6 +131,10 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     model = build_network(spec['network_g'], spec.get('attn'))
     params = count_params(model)  # before folding (ELAN's BatchNorm), as papers count them
     model = deploy(model)
+    if getattr(model, 'arbitrary_scale', False):  # ESCLTE: timed as rendering at this row's scale
+        from .layers.lte import FixedScale
+
+        model = FixedScale(model, spec.get('scale', 2))
     attn_types = {m.attn_type for m in model.modules() if getattr(m, 'attn_type', None) is not None}
     row: dict[str, Any] = {'params': params,
                            'attn': ','.join(sorted(resolve_backend(normalize_attn_type(a), device)
@@ -339,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i, entry in enumerate(entries):
             spec = {'network_g': entry.network_g, 'attn': entry.attn, 'lr_size': [h, w], 'device': str(device),
                     'precision': args.precision, 'threads': args.threads, 'warmup': warmup, 'repeats': repeats,
-                    'timing': args.timing, 'macs': args.macs and r == 0}
+                    'timing': args.timing, 'macs': args.macs and r == 0, 'scale': args.scale}
             round_txt = f' round {r + 1}/{rounds}' if rounds > 1 else ''
             print(f'[{i + 1}/{len(entries)}{round_txt}] {entry.label} ...', end='', file=sys.stderr, flush=True)
             start = time.perf_counter()

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument('--opt', default=None, help='BasicSR option file whose network_g describes the network')
     net.add_argument('--model', default=None, type=preset_name, choices=preset_choices(),
                      help='preset (with --scale)')
-    p.add_argument('--scale', type=int, default=None, help='upscaling factor of --model')
+    p.add_argument('--scale', type=_scale_arg, default=None, help='upscaling factor of --model; any factor > 0 '
+                   '(e.g. 2.5) for an arbitrary-scale network (ESCLTE): output round(s*h) x round(s*w)')
     p.add_argument('--param-key', default=None, help='checkpoint entry with the weights (default params_ema, params)')
     p.add_argument('--attn', default=None, choices=attn_choices(),
                    help='attention backend of the ESC family (default: as described, i.e. auto)')
@@ -59,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--bf16', dest='precision', action='store_const', const='bf16', help='= --precision bf16')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return p
+
+
+def _scale_arg(text: str) -> int | float:
+    """``--scale``: an int when integral (``2``), else a float (``2.5``); > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not a number: {text!r}') from None
+    if not value > 0 or value == float('inf'):
+        raise argparse.ArgumentTypeError(f'must be a finite number > 0, got {text!r}')
+    return int(value) if value.is_integer() else value
 
 
 class Upscaler:
@@ -86,7 +98,13 @@ class Upscaler:
         if self.value_range != 1:
             x = x * self.value_range
         with torch.inference_mode():
-            y = tiled_forward(self.model, x, self.scale, self.tile, self.tile_pad, self.align, out_device='cpu')
+            if getattr(self.model, 'arbitrary_scale', False):  # ESCLTE: any output size, its own tiling
+                from .layers.lte import scaled_size
+
+                size = scaled_size(x.shape[-2], x.shape[-1], self.scale)
+                y = self.model.upscale(x, size, tile=self.tile, tile_pad=self.tile_pad).to('cpu')
+            else:
+                y = tiled_forward(self.model, x, self.scale, self.tile, self.tile_pad, self.align, out_device='cpu')
             y = y.float()
             if self.value_range != 1:
                 y = y / self.value_range
@@ -96,6 +114,7 @@ class Upscaler:
 def process_batch(upscaler: Upscaler, items: list, alpha_mode: str) -> list[Exception | None]:
     """Upscale ``items`` (``(image, out_path, plan)`` of the same size) together and write them
     (each atomically: a temporary file renamed into place). Returns each item's write error or None."""
+    import cv2
     import torch
 
     from .tools.image_io import compose, upscale_alpha, write_image
@@ -110,7 +129,8 @@ def process_batch(upscaler: Upscaler, items: list, alpha_mode: str) -> list[Exce
                 a = torch.from_numpy(img.alpha)[None, None].expand(1, 3, *img.alpha.shape)
                 alpha = upscaler(a)[0].mean(0).numpy()
             else:
-                alpha = upscale_alpha(img.alpha, upscaler.scale)
+                alpha = upscale_alpha(img.alpha, upscaler.scale) if isinstance(upscaler.scale, int) else \
+                    np.clip(cv2.resize(img.alpha, sr.shape[1::-1], interpolation=cv2.INTER_CUBIC), 0, 1)
         try:
             write_image(path, compose(sr, alpha, plan))
             errors.append(None)
@@ -149,8 +169,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.opt is not None:
             check_network_g(read_option_file(args.opt)['network_g'], f'--opt {args.opt}: network_g')
         check_weights_file(args.weights)
+        if isinstance(args.scale, float) and args.model is not None:
+            raise ValueError(f'--scale {args.scale:g} needs an arbitrary-scale network (ESCLTE, with --opt); '
+                             f'the preset {args.model!r} upscales by an integer')
         network = load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
                                attn_type=args.attn, param_key=args.param_key)
+        if isinstance(args.scale, float) and not getattr(network.model, 'arbitrary_scale', False):
+            raise ValueError(f'--scale {args.scale:g} needs an arbitrary-scale network (ESCLTE); '
+                             f'{type(network.model).__name__} upscales by x{network.scale}')
     except Exception as exc:  # noqa: BLE001 - any failure before the first image is a usage error
         known = isinstance(exc, (OSError, ValueError, KeyError, RuntimeError))
         message = load_error_message(args.weights, exc) or (str(exc) if known else f'{type(exc).__name__}: {exc}')

@@ -249,3 +249,25 @@ class LTE(nn.Module):
 def is_lte_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
     """Whether ``state_dict`` holds an LTE network (``coef.*``, ``freq.*``, ``imnet.*``)."""
     return any(k.startswith('coef.') for k in state_dict) and any(k.startswith('imnet.') for k in state_dict)
+
+
+class FixedScale(nn.Module):
+    """A fixed-scale view of an arbitrary-scale network, for tools that call ``model(x)`` (benchmark,
+    tiled inference): ``forward(x)`` = ``net.upscale(x, (round(s*h), round(s*w)))``, shared weights.
+
+    Args:
+        net: a module with ``upscale(lq, size, ...)`` (e.g. :class:`LTE`, ``ESCLTE``).
+        scale: the factor s > 0.
+        **upscale_kwargs: passed on to ``upscale`` (``chunk``, ``tile``, ``tile_pad``, ``cell_scale_max``).
+    """
+
+    def __init__(self, net: nn.Module, scale: float, **upscale_kwargs) -> None:
+        super().__init__()
+        scaled_size(1, 1, scale)  # ValueError for scale <= 0
+        self.net = net
+        self.scale = scale
+        self.upscale_kwargs = upscale_kwargs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) in [0, 1] -> (B, 3, round(s*h), round(s*w)) in [0, 1]."""
+        return self.net.upscale(x, scaled_size(x.shape[-2], x.shape[-1], self.scale), **self.upscale_kwargs)

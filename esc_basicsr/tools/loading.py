@@ -209,6 +209,10 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
     if fold:
         deploy_model(model)
     model.eval()
+    if getattr(model, 'arbitrary_scale', False):  # ESCLTE: the scale is the caller's choice, not the network's
+        if scale is None:
+            raise ValueError(f'{type(model).__name__} renders any scale: give one (--scale, e.g. 2.5)')
+        return LoadedNetwork(model, network_g, scale, 1.0, meta)
     net_scale = network_scale(network_g) or net_scale or probe_scale(model)
     value_range = float(getattr(model, 'input_range', 1.0) or 1.0)
     return LoadedNetwork(model, network_g, int(net_scale), value_range, meta)
