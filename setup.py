@@ -46,7 +46,7 @@ setup(
     package_data={'esc_basicsr': ['py.typed'], 'esc_basicsr.options': ['*.yml']},
     include_package_data=True,
     install_requires=['basicsr>=1.4.2', 'torch>=2.1', 'lmdb', 'opencv-python', 'numpy', 'pyyaml',
-                      'tqdm', 'scikit-image'],
+                      'tqdm', 'scikit-image', 'pillow'],
     extras_require={
         'test': ['pytest', 'scikit-image'],
         'onnx': ['onnx', 'onnxruntime', 'onnxscript'],

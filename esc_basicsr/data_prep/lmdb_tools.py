@@ -72,8 +72,11 @@ def build_lmdb(src_dir: Path, lmdb_path: Path, keys: list[str], compress_level: 
     old = lmdb_path.with_name(f'.{lmdb_path.stem}{TMP_MARK}{pid}-old.lmdb')
     shutil.rmtree(tmp, ignore_errors=True)
     try:
+        # BasicSR sizes the map from the first image alone (x10 the count), too small when it compresses
+        # better than the others (tiny or flat crops: MDB_MAP_FULL); the map is only reserved address space
+        total = sum((src_dir / f'{k}.png').stat().st_size for k in keys)
         make_lmdb_from_imgs(str(src_dir), str(tmp), [f'{k}.png' for k in keys], list(keys),
-                            compress_level=compress_level)
+                            compress_level=compress_level, map_size=4 * total + (64 << 20))
         if fingerprint is not None:
             (tmp / FINGERPRINT_FILE).write_text(fingerprint + '\n')
         if not lmdb_complete(tmp, keys, fingerprint):

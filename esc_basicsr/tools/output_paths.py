@@ -121,6 +121,8 @@ def plan_outputs(inputs: Sequence[tuple[Path, Path]], output_dir: str | Path, su
     """``[(input, output)]`` for ``inputs`` from :func:`list_inputs`; raises :class:`OutputPathError`
     (before anything is written) for an unsafe plan (see the module docstring)."""
     output_dir = Path(output_dir)
+    if any(sep and sep in suffix for sep in (os.sep, os.altsep, '/')) or suffix in ('.', '..'):
+        raise OutputPathError(f'--suffix {suffix!r}: must not contain a path separator (outputs stay in -o)')
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputPathError(f'output {str(output_dir)!r} exists and is not a folder')
     root = input_root(input_spec) if input_spec is not None else None

@@ -74,6 +74,8 @@ def _wrap_parse_options(original: Callable) -> Callable:
     def parse_options(root_path: str, is_train: bool = True):
         opt, args = original(root_path, is_train=is_train)
         check_dataset_paths(opt, getattr(args, 'opt', '?'))
+        from ...tools.options_check import check_scale_agreement  # network_g scale == top-level scale
+        check_scale_agreement(opt, getattr(args, 'opt', '?'))
         check_pretrain_paths(opt, getattr(args, 'opt', '?'))
         patch_resume_modules()
         return opt, args
