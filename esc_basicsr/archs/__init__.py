@@ -1,6 +1,7 @@
 """Full architectures (BasicSR ``*_arch.py`` style), the table describing them, presets, checkpoint
 compatibility and deployment folding. Torch only: importable without BasicSR."""
 from .checkpoint import convert_subpixel_scale, extract_state_dict
+from .detection import UnknownArchitectureError, detect, from_state_dict
 from .elan_arch import ELAN, convert_authors_checkpoint, fold_batchnorm
 from .esc_arch import ESC
 from .esc_fp_arch import ESCFP
@@ -9,5 +10,6 @@ from .esc_realm_arch import ESCRealM
 from .presets import PRESETS, build, network_g
 from .table import ARCHITECTURES, ArchSpec, arch_spec
 
-__all__ = ['ARCHITECTURES', 'ArchSpec', 'ELAN', 'ESC', 'ESCFP', 'ESCReal', 'ESCRealM', 'PRESETS', 'arch_spec', 'build',
+__all__ = ['ARCHITECTURES', 'ArchSpec', 'ELAN', 'ESC', 'ESCFP', 'ESCReal', 'ESCRealM', 'PRESETS',
+           'UnknownArchitectureError', 'arch_spec', 'build', 'detect', 'from_state_dict',
            'convert_authors_checkpoint', 'convert_subpixel_scale', 'extract_state_dict', 'fold_batchnorm', 'network_g']

@@ -45,8 +45,10 @@ def convert_subpixel_scale(state_dict: Mapping[str, torch.Tensor], scale: int, p
     scale_in = subpixel_scale(weight.shape[0], colors)
     if scale_in == scale:
         return state_dict
-    logger.info(f'Converting the sub-pixel output layer "{prefix}" from x{scale_in} to x{scale} '
-                '(bilinear resize of the checkpoint weights).')
+    # visible by default: the resized layer initialises fine-tuning, it is not a trained x{scale} model
+    logger.warning(f'Converting the sub-pixel output layer "{prefix}" from x{scale_in} to x{scale} '
+                   '(bilinear resize of the checkpoint weights: an initialisation for fine-tuning, not a '
+                   f'trained x{scale} model).')
     state_dict[f'{prefix}.weight'] = resize_subpixel(weight, scale_in, scale, colors)
     if f'{prefix}.bias' in state_dict:
         state_dict[f'{prefix}.bias'] = resize_subpixel(state_dict[f'{prefix}.bias'], scale_in, scale, colors)

@@ -14,10 +14,13 @@ from typing import Any, Callable, Mapping
 import torch.nn as nn
 
 from .deploy import fold_geometric_ensemble, geometric_ensemble_folded
+from .detection import detect_elan, detect_esc, detect_esc_fp, detect_esc_lte, detect_esc_real, detect_esc_realm
 from .elan_arch import ELAN, batchnorm_folded, fold_batchnorm
 from .esc_arch import ESC
 from .esc_fp_arch import ESCFP
+from .esc_lte_arch import ESCLTE, esc_lte_folded, fold_esc_lte
 from .esc_real_arch import ESCReal
+from .esc_realm_arch import ESCRealM
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class ArchSpec:
         is_deployed: whether ``deploy`` was already applied to a model.
         option_extras: ``network_g`` keys an option file may add to a preset (not part of the variant).
         summary: one line for the documentation.
+        detect: state_dict -> constructor arguments (scale included), or ``None`` if the weights are
+            not of this architecture (:mod:`.detection`; ``None``: not detectable).
     """
 
     cls: type[nn.Module]
@@ -43,6 +48,7 @@ class ArchSpec:
     is_deployed: Callable[[nn.Module], bool] | None = None
     option_extras: frozenset[str] = frozenset({'attn_type'})
     summary: str = ''
+    detect: Callable[[Mapping[str, Any]], dict[str, Any] | None] | None = None
 
     @property
     def name(self) -> str:
@@ -57,17 +63,23 @@ _SPECS = (
              presets={'esc': _ESC, 'esc_light': dict(_ESC, n_blocks=3),
                       'esc_xl': dict(_ESC, dim=192, pdim=48, n_blocks=8, window_size=48, num_heads=12, use_ln=True)},
              deploy=fold_geometric_ensemble, is_deployed=geometric_ensemble_folded,
-             summary='ESC, ESC-light, ESC-XL (ICCV 2025)'),
+             summary='ESC, ESC-light, ESC-XL (ICCV 2025)', detect=detect_esc),
     ArchSpec(ESCFP, 'upscaling_factor', presets={'esc_fp': dict(_ESC, dim=48, num_heads=3)},
-             summary='ESC-FP: decomposed large kernel, bicubic skip'),
+             summary='ESC-FP: decomposed large kernel, bicubic skip', detect=detect_esc_fp),
     ArchSpec(ESCReal, 'upscaling_factor', presets={'esc_real': dict(_ESC, n_blocks=10, exp_ratio=2)}, scales=(4,),
              deploy=fold_geometric_ensemble, is_deployed=geometric_ensemble_folded,
-             summary='ESC-Real: real-world x4'),
+             summary='ESC-Real: real-world x4', detect=detect_esc_real),
     ArchSpec(ELAN, 'scale',
              presets={'elan_light': dict(_ELAN, m_elan=24, c_elan=60, n_share=1),
                       'elan': dict(_ELAN, m_elan=36, c_elan=180, n_share=0)},
              deploy=fold_batchnorm, is_deployed=batchnorm_folded, option_extras=frozenset({'input_range'}),
-             summary='ELAN, ELAN-light (ECCV 2022)'),
+             summary='ELAN, ELAN-light (ECCV 2022)', detect=detect_elan),
+    ArchSpec(ESCRealM, 'upscaling_factor', presets={'esc_realm': dict(_ESC, n_blocks=10, exp_ratio=2)},
+             scales=(1, 2, 3, 4), deploy=fold_geometric_ensemble, is_deployed=geometric_ensemble_folded,
+             summary='ESCRealM: multi-scale real-world (x1-x4), unified upsampler', detect=detect_esc_realm),
+    ArchSpec(ESCLTE, None, presets={'esc_lte': {k: v for k, v in _ESC.items()}}, scales=(),
+             deploy=fold_esc_lte, is_deployed=esc_lte_folded,
+             summary='ESC + LTE: arbitrary scale (query-based decoder)', detect=detect_esc_lte),
 )
 
 ARCHITECTURES: Mapping[str, ArchSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
