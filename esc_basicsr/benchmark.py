@@ -13,6 +13,7 @@ Examples::
         --models esc swinir_light --baseline swinir_light
     python -m esc_basicsr.benchmark --models esc --backends naive sdpa flex --json out.json
     python -m esc_basicsr.benchmark --no-timing                         # parameters and MACs only
+    python -m esc_basicsr.benchmark --weights ESC_x2.pth my_realm.pth    # networks read off checkpoints
 
 See docs/benchmark.md for the definitions.
 """
@@ -111,6 +112,35 @@ def make_entries(models: Sequence[str], basicsr_archs: Sequence[str], backends: 
             for i, e in enumerate([e for e in out if e.label == label]):
                 e.label = f'{label}#{i + 1}'
     return out, notes
+
+
+def weights_entries(paths: Sequence[str], scale: int | None) -> tuple[list[Entry], int]:
+    """Rows for checkpoints (network from the weights, :func:`esc_basicsr.tools.loading.describe_weights`)
+    and the common scale: ``scale`` (which each must agree with), else theirs, else 2."""
+    from .tools.loading import describe_weights
+
+    entries: list[Entry] = []
+    scales: list[int] = []
+    for path in paths:
+        network_g, found = describe_weights(path, scale)
+        entries.append(Entry(os.path.splitext(os.path.basename(path))[0], network_g))
+        scales.append(found)
+    other = next((i for i, s in enumerate(scales) if s != scales[0]), None)
+    if other is not None:
+        raise ValueError(f'--weights: {paths[0]} is x{scales[0]} but {paths[other]} is x{scales[other]}: '
+                         'one scale per benchmark')
+    return entries, scale if scale is not None else (scales[0] if scales else 2)
+
+
+def expand_backends(entry: Entry, backends: Sequence[str]) -> list[Entry]:
+    """One row per attention backend for the ESC family (``attn_type``), else the row itself."""
+    from .tools.loading import accepts, architecture
+
+    if not accepts(architecture(entry.network_g['type']), 'attn_type'):
+        return [entry]
+    if len(backends) == 1 and backends[0] == 'auto':
+        return [Entry(entry.label, entry.network_g, 'auto')]
+    return [Entry(f'{entry.label}[{b}]', entry.network_g, b) for b in backends]
 
 
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -266,15 +296,18 @@ def write_plot(path: str, rows: list[dict[str, Any]], title: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m esc_basicsr.benchmark', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--models', nargs='*', default=list(DEFAULT_MODELS),
+    p.add_argument('--models', nargs='*', default=None,
                    help=f'presets ({", ".join(preset_choices())}) and/or swinir_light '
-                        f'(default: {" ".join(DEFAULT_MODELS)})')
+                        f'(default: {" ".join(DEFAULT_MODELS)}, none with --weights)')
+    p.add_argument('--weights', nargs='+', default=[], metavar='CKPT',
+                   help='checkpoints whose networks are measured, each read off its weights (one scale for all)')
     p.add_argument('--basicsr-arch', action='append', default=[], metavar='TYPE[:JSON]',
                    help='another registered architecture, e.g. \'EDSR:{"num_feat": 64, "num_block": 16}\' '
                         '(scale and RGB channel arguments are filled in); repeatable')
     p.add_argument('--backends', nargs='+', default=['auto'], choices=attn_choices(),
                    help='attention backends of the ESC family, one row each (default: auto)')
-    p.add_argument('--scale', type=int, default=2)
+    p.add_argument('--scale', type=int, default=None,
+                   help='upscaling factor (default: that of --weights, else 2; an error if it disagrees with them)')
     size = p.add_mutually_exclusive_group()
     size.add_argument('--output-size', type=parse_size, default=(1280, 720), metavar='WxH',
                       help='output size, width x height (default 1280x720); the input is this / scale')
@@ -317,10 +350,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         resolve_dtype(args.precision, device)
-        entries, notes = make_entries(args.models, args.basicsr_arch, args.backends, args.scale)
+        weight_entries, args.scale = weights_entries(args.weights, args.scale)
+        models = args.models if args.models is not None else ([] if args.weights else list(DEFAULT_MODELS))
+        entries, notes = make_entries(models, args.basicsr_arch, args.backends, args.scale)
+        entries = [e for w in weight_entries for e in expand_backends(w, args.backends)] + entries
         from .tools.output_paths import check_distinct_files
         check_distinct_files({'--json': args.json, '--csv': args.csv, '--plot': args.plot}, {})
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, OSError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
     if args.baseline and args.baseline not in [e.label for e in entries]:

@@ -10,7 +10,8 @@ kernel, ELAN's BatchNorm) with :func:`esc_basicsr.archs.deploy.deploy`, then wri
 
 Examples::
 
-    python -m esc_basicsr.export --model esc --scale 2 --weights ESC_x2.pth -o ESC_x2_deploy.pth --onnx ESC_x2.onnx
+    python -m esc_basicsr.export --weights ESC_x2.pth -o ESC_x2_deploy.pth --onnx ESC_x2.onnx  # network from weights
+    python -m esc_basicsr.export --model esc --scale 2 --weights ESC_x2.pth -o ESC_x2_deploy.pth
     python -m esc_basicsr.export --opt options/test_ELAN_light_x2.yml --weights net_g.pth --onnx elan.onnx
 
 See docs/export.md.
@@ -44,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument('--opt', default=None, help='BasicSR option file whose network_g describes the network')
     net.add_argument('--model', default=None, type=preset_name, choices=preset_choices(),
                      help='preset (with --scale)')
-    p.add_argument('--scale', type=int, default=None, help='upscaling factor of --model')
+    p.add_argument('--scale', type=int, default=None,
+                   help='upscaling factor (default: the weights\'; an error if it disagrees with them)')
     p.add_argument('--param-key', default=None, help='checkpoint entry with the weights (default params_ema, params)')
     p.add_argument('-o', '--output', default=None, help='write the deployed checkpoint (.pth) here')
     p.add_argument('--onnx', default=None, help='write an ONNX model here')

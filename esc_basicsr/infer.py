@@ -2,17 +2,20 @@
 
 Examples::
 
+    python -m esc_basicsr.infer -i photos/ -o results/ --weights ESC_x2.pth   # network read off the weights
     python -m esc_basicsr.infer -i photos/ -o results/ --model esc --scale 2 --weights ESC_x2.pth
     python -m esc_basicsr.infer -i 'frames/*.png' -o out/ --opt options/test_ESC_x2.yml \\
         --weights net_g_latest.pth --tile 256 --batch-size 4 --fp16
     python -m esc_basicsr.infer -i big.png -o out/ --weights esc_x2_deployed.pth   # from export
 
-The network is described by ``--opt`` (a BasicSR option file's ``network_g``), a preset
-(``--model``, ``--scale``), or the description stored in a checkpoint written by
-``python -m esc_basicsr.export``. Outputs keep the input's layout (RGB, grey, RGBA, grey+alpha;
-8/16-bit, as far as the output format can hold it) and relative name. Inputs are never
-overwritten, no two inputs share an output name, and files appear only when complete.
-Unreadable inputs are reported and skipped; the exit code is 1 if any failed. See docs/inference.md.
+The network is read off the weights (every esc_basicsr architecture, any size), or described by
+``--opt`` (a BasicSR option file's ``network_g``), a preset (``--model``, ``--scale``), or the
+description stored in a checkpoint written by ``python -m esc_basicsr.export``; a ``--scale`` (or
+option file) that disagrees with the weights' scale is an error (exit code 2). Outputs keep the
+input's layout (RGB, grey, RGBA, grey+alpha; 8/16-bit, as far as the output format can hold it)
+and relative name. Inputs are never overwritten, no two inputs share an output name, and files
+appear only when complete. Unreadable inputs are reported and skipped; the exit code is 1 if any
+failed. See docs/inference.md.
 """
 from __future__ import annotations
 
@@ -37,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument('--opt', default=None, help='BasicSR option file whose network_g describes the network')
     net.add_argument('--model', default=None, type=preset_name, choices=preset_choices(),
                      help='preset (with --scale)')
-    p.add_argument('--scale', type=_scale_arg, default=None, help='upscaling factor of --model; any factor > 0 '
+    p.add_argument('--scale', type=_scale_arg, default=None, help='upscaling factor (default: the weights\'; an '
+                   'error if it disagrees with them); any factor > 0 '
                    '(e.g. 2.5) for an arbitrary-scale network (ESCLTE): output round(s*h) x round(s*w)')
     p.add_argument('--param-key', default=None, help='checkpoint entry with the weights (default params_ema, params)')
     p.add_argument('--attn', default=None, choices=attn_choices(),
@@ -147,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .tools.image_io import DEFAULT_MAX_PIXELS, ImageReadError, ImageWriteError, output_format, plan_output, \
         read_image
+    from .tools.atomic import check_writable
     from .tools.loading import load_network
     from .tools.options_check import check_network_g, check_weights_file, load_error_message, read_option_file
     from .tools.output_paths import list_inputs, plan_outputs
@@ -177,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(args.scale, float) and not getattr(network.model, 'arbitrary_scale', False):
             raise ValueError(f'--scale {args.scale:g} needs an arbitrary-scale network (ESCLTE); '
                              f'{type(network.model).__name__} upscales by x{network.scale}')
+        try:  # last, so that a refused run creates no folder
+            check_writable(args.output)
+        except OSError as exc:
+            raise ValueError(f'-o {args.output}: cannot write there ({exc.strerror or exc})') from None
     except Exception as exc:  # noqa: BLE001 - any failure before the first image is a usage error
         known = isinstance(exc, (OSError, ValueError, KeyError, RuntimeError))
         message = load_error_message(args.weights, exc) or (str(exc) if known else f'{type(exc).__name__}: {exc}')

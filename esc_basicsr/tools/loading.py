@@ -2,9 +2,14 @@
 
 A network is described by a BasicSR ``network_g`` dict (``{'type': 'ESC', ...}``), taken from, in
 order of precedence: an option file (``--opt``), a preset of :mod:`esc_basicsr.archs.presets`
-(``--model esc_light --scale 2``), or the ``network_g`` stored in a checkpoint written by
-``python -m esc_basicsr.export``. Weights are read with ``torch.load(weights_only=True)``: no code
-from the file is executed.
+(``--model esc_light --scale 2``), the ``network_g`` stored in a checkpoint written by
+``python -m esc_basicsr.export``, or the weights themselves (:func:`esc_basicsr.archs.detect`: every
+esc_basicsr architecture is recognised from its state_dict, so ``--weights`` alone is enough).
+Weights are read with ``torch.load(weights_only=True)``: no code from the file is executed.
+
+A scale requested with ``--scale`` or an option file that disagrees with the weights' is an error
+(:class:`ScaleMismatchError`): loading would resize the sub-pixel output layer, which is how
+fine-tuning at another scale starts, not a trained model of that scale.
 
 Deployed checkpoint format (written by :func:`save_deployed`, read by :func:`load_network`)::
 
@@ -33,6 +38,10 @@ from ..archs.deploy import deploy as deploy_model
 SCALE_KEYS = ('upscaling_factor', 'upscale', 'scale')
 # required constructor arguments filled with 3 (RGB) when a user leaves them out (BasicSR archs)
 _CHANNEL_KEYS = ('num_in_ch', 'num_out_ch', 'in_chans', 'colors')
+
+
+class ScaleMismatchError(ValueError):
+    """The requested scale (``--scale``, an option file) is not the scale the weights were trained for."""
 
 
 @dataclass
@@ -153,21 +162,86 @@ def read_checkpoint(path: str | Path, param_key: str | None = None) -> tuple[dic
     return state_dict, meta
 
 
+@dataclass
+class DetectedWeights:
+    """What the weights themselves say (:func:`esc_basicsr.archs.detect`).
+
+    Attributes:
+        network_g: ``{'type': name, **constructor_arguments}`` (ELAN: ``input_range: 1.0`` added, so
+            that it takes [0, 1] images like every BasicSR network); ``None`` if not recognised.
+        scale: the upscaling factor the weights were trained for (``None``: unknown or arbitrary).
+        error: why they were not recognised (the message of the detection error).
+    """
+
+    network_g: dict[str, Any] | None
+    scale: int | None
+    error: str = ''
+
+
+def detect_weights(state_dict: Mapping[str, torch.Tensor] | None) -> DetectedWeights:
+    """Recognise ``state_dict`` as one of esc_basicsr's architectures (never raises)."""
+    from ..archs.detection import UnknownArchitectureError, detect, weights_scale
+
+    if state_dict is None:
+        return DetectedWeights(None, None, 'no weights')
+    try:
+        name, kwargs = detect(state_dict)
+    except UnknownArchitectureError as exc:
+        return DetectedWeights(None, None, str(exc))
+    network_g = {'type': name, **kwargs}
+    if name == 'ELAN':
+        network_g['input_range'] = 1.0
+    return DetectedWeights(network_g, weights_scale(name, kwargs))
+
+
 def resolve_network_g(opt: str | Path | None = None, preset: str | None = None, scale: int | None = None,
-                      meta: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], int | None]:
-    """``(network_g, scale)`` from an option file, else a preset (+ scale), else a checkpoint's meta."""
+                      meta: Mapping[str, Any] | None = None,
+                      detected: DetectedWeights | None = None) -> tuple[dict[str, Any], int | None]:
+    """``(network_g, scale)`` from an option file, else a preset (at ``scale``, else the weights'
+    scale), else a checkpoint's meta, else the weights themselves (``detected``)."""
     if opt is not None:
         options = read_options(opt)
         return dict(options['network_g']), network_scale(options['network_g'], options)
     if preset is not None:
+        scale = scale if scale is not None else (detected.scale if detected else None)
         if scale is None:
-            raise ValueError(f'--model {preset} needs --scale')
+            raise ValueError(f'--model {preset} needs --scale (the weights do not tell it)')
         return network_from_preset(preset, scale), scale
     if meta and isinstance(meta.get('network_g'), Mapping):
         network_g = dict(meta['network_g'])
         return network_g, network_scale(network_g) or meta.get('scale')
-    raise ValueError('no network description: give --opt (a BasicSR option file), or --model NAME --scale N, '
-                     'or a checkpoint written by "python -m esc_basicsr.export"')
+    if detected is not None and detected.network_g is not None:  # scale None: an arbitrary-scale network
+        return dict(detected.network_g), detected.scale
+    why = f' ({detected.error})' if detected is not None and detected.error else ''
+    raise ValueError(f'no network description: the weights were not recognised{why}; give --opt (a BasicSR '
+                     'option file) or --model NAME --scale N')
+
+
+def check_scale(detected: DetectedWeights, requested: Mapping[str, int | None], weights: str | Path | None) -> None:
+    """Raise :class:`ScaleMismatchError` if a requested scale (``{'--scale': 4, '--opt FILE': 4}``)
+    disagrees with the scale the weights were trained for."""
+    if detected.network_g is None or detected.scale is None:
+        return
+    for source, value in requested.items():
+        if value is not None and value != detected.scale:
+            raise ScaleMismatchError(
+                f'{source} asks for x{value}, but the weights{f" {weights}" if weights else ""} are '
+                f'{detected.network_g["type"]} x{detected.scale}: loading them at x{value} would only resize the '
+                f'output layer (a fine-tuning initialisation, not a trained x{value} model). Drop {source.split()[0]} '
+                f'or use x{value} weights')
+
+
+def describe_weights(weights: str | Path, scale: int | None = None,
+                     param_key: str | None = None) -> tuple[dict[str, Any], int]:
+    """``(network_g, scale)`` of a checkpoint from its own contents (deployed meta or detection),
+    checked against a requested ``scale``. Raises ``ValueError`` (:class:`ScaleMismatchError`)."""
+    state_dict, meta = read_checkpoint(weights, param_key)
+    detected = detect_weights(state_dict)
+    check_scale(detected, {'--scale': scale}, weights)
+    network_g, net_scale = resolve_network_g(meta=meta, detected=detected)
+    if net_scale is None:
+        raise ValueError(f'--weights {weights}: the scale of the network is unknown')
+    return network_g, int(net_scale)
 
 
 @torch.no_grad()
@@ -187,19 +261,28 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
         weights: checkpoint path (BasicSR ``params_ema``/``params``, a bare state_dict, or a
             deployed checkpoint); ``None`` keeps the random initialisation (tests, benchmarks).
         opt: BasicSR option file whose ``network_g`` describes the network.
-        preset: preset name (``esc``, ``esc_light``, ``esc_fp``, ``elan_light``, ...), with ``scale``.
-        scale: upscaling factor of the preset (with ``opt`` it overrides nothing).
+        preset: preset name (``esc``, ``esc_light``, ``esc_fp``, ``elan_light``, ...), at ``scale`` or
+            the weights' scale.
+        scale: upscaling factor; must agree with the weights' (with ``opt`` it overrides nothing).
+        Without ``opt``/``preset`` (and no deployed meta) the network is read off the weights.
         attn_type: attention backend of the ESC family (``auto|naive|sdpa|flex``).
         param_key: checkpoint entry holding the weights (default: ``params_ema``, then ``params``).
         strict: ``load_state_dict(strict=...)``.
         fold: apply :func:`esc_basicsr.archs.deploy.deploy` (inference form, eval mode).
 
     Raises:
+        ScaleMismatchError: ``scale`` or the option file's scale disagrees with the weights'.
         ValueError / KeyError: no or an unknown network description, or an unreadable checkpoint.
         RuntimeError: weights that do not fit the network (from ``load_state_dict``).
     """
     state_dict, meta = read_checkpoint(weights, param_key) if weights is not None else (None, {})
-    network_g, net_scale = resolve_network_g(opt, preset, scale, meta)
+    detected = detect_weights(state_dict)
+    requested = {'--scale': scale}
+    if opt is not None:
+        options = read_options(opt)
+        requested[f'--opt {opt}'] = network_scale(options['network_g'], options)
+    check_scale(detected, requested, weights)
+    network_g, net_scale = resolve_network_g(opt, preset, scale, meta, detected)
     network_g = complete_network_g(network_g, net_scale or scale)
     model = build_network(network_g, attn_type)
     if meta.get('deployed'):  # folded weights need a folded model (ELAN has no BatchNorm keys any more)
