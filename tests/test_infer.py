@@ -156,7 +156,8 @@ def test_preset_elan_takes_unit_range_images(tmp_path):
 def test_argument_errors(setup, tmp_path, capsys):
     assert run(setup, tmp_path / 'o', '--fp16') == 2
     assert 'fp16 needs a CUDA device' in capsys.readouterr().err
-    assert main(['-i', str(setup['src']), '-o', str(tmp_path / 'o'), '--weights', str(setup['weights'])]) == 2
+    torch.save({'params': {'foo.weight': torch.zeros(3)}}, tmp_path / 'odd.pth')  # not detectable from weights
+    assert main(['-i', str(setup['src']), '-o', str(tmp_path / 'o'), '--weights', str(tmp_path / 'odd.pth')]) == 2
     assert 'no network description' in capsys.readouterr().err
     assert run(setup, tmp_path / 'o', src=tmp_path / 'missing') == 2
 

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from ..tools.atomic import TMP_MARK, remove_stale_temporaries, write_bytes
+from ..tools.atomic import check_writable as atomic_check_writable
 from ..tools.image_io import DEFAULT_MAX_PIXELS, ImageReadError, read_bgr8
 
 __all__ = ['IMAGE_EXTENSIONS', 'ImageError', 'TMP_MARK', 'check_writable', 'encode_png', 'list_images',
@@ -78,12 +79,8 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def check_writable(folder: Path) -> None:
     """Create ``folder`` and check that files can be created in it; raise ``ValueError`` naming it."""
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f'--out {folder}: exists and is not a folder')
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(folder / '.write-test', b'')
-        os.unlink(folder / '.write-test')
+        atomic_check_writable(folder)
     except OSError as exc:
         raise ValueError(f'--out {folder}: cannot write there ({exc.strerror or exc})') from None
 

@@ -77,6 +77,21 @@ def write_text(path: str | Path, text: str, make_parents: bool = True) -> None:
     write_bytes(path, text.encode('utf-8'), make_parents)
 
 
+def check_writable(folder: str | Path) -> None:
+    """Create ``folder`` if needed and check that a file can be created in it (``os.access`` is not
+    enough: it ignores read-only mounts and says yes to root).
+
+    Raises:
+        OSError: a file in the way, no permission, a read-only file system.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f'{folder} exists and is not a folder')
+    folder.mkdir(parents=True, exist_ok=True)
+    write_bytes(folder / '.write-test', b'', make_parents=False)
+    os.unlink(folder / '.write-test')
+
+
 def remove_stale_temporaries(folder: str | Path) -> None:
     """Delete temporary files left in ``folder`` by an interrupted run (of any process)."""
     folder = Path(folder)
