@@ -8,12 +8,13 @@ differs alone, and is installed once when esc_basicsr registers into BasicSR:
 * :mod:`.option_checks`: missing dataset/pretrain paths reported before an experiment folder exists.
 * :mod:`.lmdb_values`: missing/corrupt LMDB entries named instead of failing on ``None``.
 * :mod:`.adamw`: ``optim_g: {type: AdamW}`` in BasicSR 1.4.2.
+* :mod:`.distributed`: ``--launcher pytorch`` without CUDA (gloo), ``dist_params.backend`` checked.
 """
 from __future__ import annotations
 
 import importlib
 
-FIX_MODULES = ('resume', 'option_checks', 'lmdb_values', 'adamw')
+FIX_MODULES = ('resume', 'option_checks', 'lmdb_values', 'adamw', 'distributed')
 
 
 def install() -> None:

@@ -4,6 +4,8 @@ Each is a thin subclass of one of BasicSR's models; a module per model family.
 """
 from __future__ import annotations
 
+from .esr_model import ESRModel
 from .lte_model import LTEModel
+from .realhat_models import RealHATGANModel, RealHATMSEModel
 
-__all__: list[str] = ['LTEModel']
+__all__: list[str] = ['LTEModel', 'ESRModel', 'RealHATMSEModel', 'RealHATGANModel']

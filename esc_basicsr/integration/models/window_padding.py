@@ -1,0 +1,60 @@
+"""Test-time padding of the input to a multiple of the attention window (the authors' models do it).
+
+The input is reflect-padded at the bottom/right to a multiple of ``network_g.window_size`` (or of
+the least common multiple of ``network_g.window_sizes``, as ELAN writes it) and the output cropped
+back to ``scale`` times the input size. Inputs smaller than the padding (where a single reflect
+pad is impossible, a known failure of the reference code) are reflected repeatedly, and padded
+by replication once a side is one pixel.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad ``x`` (B, C, H, W) at the bottom/right so that H and W are multiples of ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    while ph or pw:
+        h, w = x.shape[-2:]
+        step_h, step_w = min(ph, h - 1), min(pw, w - 1)
+        if not (step_h or step_w):
+            return F.pad(x, (0, pw, 0, ph), mode='replicate')
+        x = F.pad(x, (0, step_w, 0, step_h), mode='reflect')
+        ph, pw = ph - step_h, pw - step_w
+    return x
+
+
+def padding_multiple(network_opt: dict) -> int:
+    """The padding multiple of a ``network_g`` option dict (1: no padding)."""
+    window = network_opt.get('window_size')
+    if window:
+        return int(window)
+    windows = network_opt.get('window_sizes')
+    if windows:
+        return math.lcm(*(int(w) for w in windows))
+    return 1
+
+
+class WindowPaddedTestMixin:
+    """Mixin before a BasicSR model class: ``test()`` runs on the padded input, then crops.
+
+    Uses the model's ``opt['network_g']`` and ``opt['scale']`` (BasicSR's keys).
+    """
+
+    def test(self) -> None:
+        window = padding_multiple(self.opt['network_g'])
+        lq = self.lq
+        h, w = lq.shape[-2:]
+        if window <= 1 or (h % window == 0 and w % window == 0):
+            return super().test()
+        self.lq = pad_to_multiple(lq, window)
+        try:
+            super().test()
+        finally:
+            self.lq = lq
+        scale = int(self.opt.get('scale', 1))
+        self.output = self.output[..., :h * scale, :w * scale]
