@@ -26,7 +26,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from esc_basicsr.integration.fixes import resume
-from esc_basicsr.integration.models import ESRModel, RealHATGANModel, RealHATMSEModel, esr_model
+from esc_basicsr.integration.models import ESRModel, RealHATGANModel, RealHATMSEModel
 from esc_basicsr.integration.models.window_padding import pad_to_multiple
 
 from .test_train_pipeline import TINY_ESC, load_options, make_data, reset_basicsr_logger, tiny_train_options, \
