@@ -48,10 +48,11 @@ setup(
     install_requires=['basicsr>=1.4.2', 'torch>=2.1', 'lmdb', 'opencv-python', 'numpy', 'pyyaml',
                       'tqdm', 'scikit-image', 'pillow'],
     extras_require={
-        'test': ['pytest', 'scikit-image'],
+        'test': ['pytest', 'scikit-image', 'spandrel>=0.4'],
+        'spandrel': ['spandrel>=0.4'],
         'onnx': ['onnx', 'onnxruntime', 'onnxscript'],
         'plot': ['matplotlib'],
-        'dev': ['pytest', 'ruff', 'onnx', 'onnxruntime', 'onnxscript', 'matplotlib'],
+        'dev': ['pytest', 'ruff', 'onnx', 'onnxruntime', 'onnxscript', 'matplotlib', 'spandrel>=0.4'],
     },
     entry_points={
         'console_scripts': [
