@@ -125,7 +125,8 @@ def test_deployed_elan_round_trip_and_onnx(tmp_path, capsys):
 def test_export_command_errors(tmp_path, capsys):
     model = randomized(TINY_ESC)
     torch.save(model.state_dict(), tmp_path / 'bare.pth')
-    assert main(['--weights', str(tmp_path / 'bare.pth'), '-o', str(tmp_path / 'x.pth')]) == 2
+    torch.save({'foo.weight': torch.zeros(3)}, tmp_path / 'odd.pth')  # not detectable from weights
+    assert main(['--weights', str(tmp_path / 'odd.pth'), '-o', str(tmp_path / 'x.pth')]) == 2
     assert 'no network description' in capsys.readouterr().err
     assert main(['--weights', str(tmp_path / 'bare.pth'), '--model', 'esc', '--scale', '2']) == 2
     assert 'nothing to write' in capsys.readouterr().err
