@@ -16,9 +16,7 @@ from esc_basicsr import benchmark, infer
 from esc_basicsr.archs.esc_arch import ESC
 from esc_basicsr.archs.esc_lte_arch import ESCLTE
 
-from .test_esc_lte_train import TINY, _ensure_registered
-
-_ensure_registered()
+from .test_esc_lte_train import TINY
 
 
 @pytest.fixture(scope='module')
@@ -69,9 +67,11 @@ def test_infer_non_integer_scale_needs_arbitrary_scale_network(setup, capsys) ->
 def test_infer_checkpoint_kind_errors(setup, capsys) -> None:
     root = setup['root']
     base = ['-i', str(root / 'in'), '-o', str(root / 'bad'), '--quiet']
+    assert infer.main(base + ['--opt', str(root / 'lte.yml'), '--weights', str(root / 'esc.pth')]) == 2
+    assert 'ESCLTE got a fixed-scale checkpoint' in capsys.readouterr().err
     assert infer.main(base + ['--opt', str(root / 'lte.yml'), '--weights', str(root / 'esc.pth'),
                               '--scale', '2.5']) == 2
-    assert 'fixed-scale checkpoint' in capsys.readouterr().err
+    assert 'ESC x2' in capsys.readouterr().err  # the weights' own scale, found before loading
     assert infer.main(base + ['--opt', str(root / 'lte.yml'), '--weights', str(root / 'lte.pth')]) == 2
     assert 'give one (--scale' in capsys.readouterr().err
     esc_opt = root / 'esc.yml'

@@ -31,18 +31,13 @@ TINY = dict(dim=16, pdim=4, kernel_size=5, n_blocks=1, conv_blocks=1, window_siz
             hidden_dim=16, imnet_hidden=[16, 16])
 
 
-def _ensure_registered() -> None:
-    """The classes are registered by esc_basicsr's BasicSR hook; ESCLTE only once the architecture
-    table lists it (until then, register it here so these tests exercise the rest)."""
+def test_registered_in_basicsr() -> None:
+    """esc_basicsr's BasicSR hook registers the network, both datasets and the model."""
     from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
 
     for registry, cls in ((ARCH_REGISTRY, ESCLTE), (DATASET_REGISTRY, LIIFDataset),
                           (DATASET_REGISTRY, ArbitraryScalePairedDataset), (MODEL_REGISTRY, LTEModel)):
-        if cls.__name__ not in registry:
-            registry.register(cls)
-
-
-_ensure_registered()
+        assert registry.get(cls.__name__) is cls, cls.__name__
 
 
 def bgr(img: np.ndarray) -> np.ndarray:
@@ -173,17 +168,11 @@ def tiny_train_options(data: dict[str, Path], name: str) -> dict:
 def test_python_m_basicsr_train_then_test_at_2_5(data, tmp_path) -> None:
     """`python -m basicsr.train` (experiments/ under site-packages with a pip-installed BasicSR), then
     `python -m esc_basicsr.test` at x2.5 with BasicSR's PSNR/SSIM and saved images."""
-    from basicsr.utils.registry import ARCH_REGISTRY
-
     name = f'esc_basicsr_test_lte_{uuid.uuid4().hex[:8]}'
     root = Path(basicsr.__file__).resolve().parents[1]
     exp = root / 'experiments' / name
     opt_file = write_options(tiny_train_options(data, name), tmp_path / 'train.yml')
     cmd = [sys.executable, '-m', 'basicsr.train', '-opt', str(opt_file)]
-    if ARCH_REGISTRY.get('ESCLTE') is ESCLTE and 'ESCLTE' not in _table_names():
-        # until the architecture table lists ESCLTE, register it before BasicSR's own __main__ runs
-        cmd = [sys.executable, '-c', 'import runpy, sys, tests.test_esc_lte_train; sys.argv[0] = "basicsr.train"; '
-               'runpy.run_module("basicsr.train", run_name="__main__")', '-opt', str(opt_file)]
     try:
         run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-3000:]
@@ -227,12 +216,6 @@ def test_python_m_basicsr_train_then_test_at_2_5(data, tmp_path) -> None:
         ['c_lte_x2.5.png', 'd_lte_x2.5.png']
     log = next(results.glob('test_lte_x2.5_*.log')).read_text()
     assert re.search(r'# psnr: \d+\.\d+', log) and re.search(r'# ssim: 0\.\d+', log)
-
-
-def _table_names() -> set[str]:
-    from esc_basicsr.archs.table import ARCHITECTURES
-
-    return set(ARCHITECTURES)
 
 
 def _reset_basicsr_logger() -> None:
