@@ -14,6 +14,8 @@ Examples::
     python -m esc_basicsr.benchmark --models esc --backends naive sdpa flex --json out.json
     python -m esc_basicsr.benchmark --no-timing                         # parameters and MACs only
     python -m esc_basicsr.benchmark --weights ESC_x2.pth my_realm.pth    # networks read off checkpoints
+    python -m esc_basicsr.benchmark --train --device cpu --threads 2 --batch-size 8 \\
+        --models esc_light swinir_light --baseline swinir_light           # one training iteration
 
 See docs/benchmark.md for the definitions.
 """
@@ -160,6 +162,8 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     h, w = spec['lr_size']
     model = build_network(spec['network_g'], spec.get('attn'))
     params = count_params(model)  # before folding (ELAN's BatchNorm), as papers count them
+    if spec.get('train'):
+        return {'params': params, **_train_row(model, spec, device, dtype)}
     model = deploy(model)
     if getattr(model, 'arbitrary_scale', False):  # ESCLTE: timed as rendering at this row's scale
         from .layers.lte import FixedScale
@@ -176,6 +180,27 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         del x
     if spec.get('macs', True):
         row['macs'] = count_macs(model, (1, 3, h, w))
+    row['threads'] = torch.get_num_threads() if device.type == 'cpu' else None
+    return row
+
+
+def _train_row(model: Any, spec: dict[str, Any], device: Any, dtype: Any) -> dict[str, Any]:
+    """One training iteration of ``model`` (train form, float32 weights, autocast for bf16/fp16)."""
+    import torch
+
+    from .layers.attention_backends import normalize_attn_type, resolve_backend
+    from .tools.profiling import measure_train_step
+
+    b, p, r = spec['batch_size'], spec['patch'], spec['scale']
+    model = model.to(device).train()
+    attn_types = {m.attn_type for m in model.modules() if getattr(m, 'attn_type', None) is not None}
+    lq = torch.rand(b, 3, p, p, device=device)
+    gt = torch.rand(b, 3, r * p, r * p, device=device)
+    amp = None if dtype == torch.float32 else dtype
+    row = measure_train_step(model, lq, gt, spec['warmup'], spec['repeats'], amp_dtype=amp)
+    row['attn'] = ','.join(sorted(resolve_backend(normalize_attn_type(a), device) for a in attn_types))
+    row['images_per_s'] = b / (row['step_ms'] / 1000)
+    row['latency_ms'] = row['step_ms']  # the time that ratios compare
     row['threads'] = torch.get_num_threads() if device.type == 'cpu' else None
     return row
 
@@ -229,6 +254,23 @@ def add_ratios(rows: list[dict[str, Any]], baseline: str | None) -> None:
             row['ratio'] = row['latency_ms'] / base['latency_ms']
         if row.get('mem_added_mb') and base.get('mem_added_mb'):
             row['mem_ratio'] = row['mem_added_mb'] / base['mem_added_mb']
+
+
+def format_train_table(rows: list[dict[str, Any]], baseline: str | None) -> str:
+    """Markdown table of training-step rows (``--train``)."""
+    ratio_head = f' vs {baseline}' if baseline else ''
+    lines = [f'| model | attn | params (K) | step (ms) | images/s | memory added (MB) | peak (MB) | '
+             f'time ratio{ratio_head} | memory ratio{ratio_head} |',
+             '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+    for r in rows:
+        if r.get('error'):
+            lines.append(f'| {r["label"]} | - | - | error: {r["error"][:120]} | - | - | - | - | - |')
+            continue
+        lines.append(f'| {r["label"]} | {r.get("attn") or "-"} | {_fmt(r["params"] / 1e3, ".1f")} | '
+                     f'{_fmt(r.get("step_ms"), ".0f")} | {_fmt(r.get("images_per_s"), ".2f")} | '
+                     f'{_fmt(r.get("mem_added_mb"), ".0f")} | {_fmt(r.get("mem_peak_mb"), ".0f")} | '
+                     f'{_fmt(r.get("ratio"), ".2f")} | {_fmt(r.get("mem_ratio"), ".2f")} |')
+    return '\n'.join(lines)
 
 
 def format_table(rows: list[dict[str, Any]], baseline: str | None) -> str:
@@ -331,57 +373,79 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--csv', default=None, help='write the results as CSV')
     p.add_argument('--json', default=None, help='write the configuration and results as JSON')
     p.add_argument('--plot', default=None, help='write a PNG of latency vs parameters')
+    train = p.add_argument_group('training step (--train)')
+    train.add_argument('--train', action='store_true',
+                       help='time one training iteration (forward, L1 loss, backward, AdamW step) instead of '
+                            'inference; bf16/fp16 run under autocast with float32 weights')
+    train.add_argument('--batch-size', type=int, default=None,
+                       help='training batch (default: the recipe\'s 64 on CUDA, 8 on the CPU)')
+    train.add_argument('--patch', type=int, default=64, help='LR patch size (default 64: the recipe\'s GT 128 at x2)')
     p.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; returns the exit code (1 if a model failed)."""
-    args = build_parser().parse_args(argv)
+@dataclass
+class Plan:
+    """What one benchmark run measures: rows, sizes and repetitions (from the arguments)."""
 
-    if args.worker is not None:
-        result = run_worker(json.loads(args.worker))
-        print(RESULT_MARKER + json.dumps(result), flush=True)
-        return 0
+    entries: list[Entry]
+    notes: list[str]
+    config: dict[str, Any]
+    lr_size: tuple[int, int]
+    warmup: int
+    repeats: int
+    rounds: int
 
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Validate the arguments and decide the rows; raises ``ValueError``/``KeyError``/``OSError``."""
     import torch
 
+    from .tools.output_paths import check_distinct_files
     from .tools.runtime import resolve_device, resolve_dtype
-    try:
-        device = resolve_device(args.device)
-        resolve_dtype(args.precision, device)
-        weight_entries, args.scale = weights_entries(args.weights, args.scale)
-        models = args.models if args.models is not None else ([] if args.weights else list(DEFAULT_MODELS))
-        entries, notes = make_entries(models, args.basicsr_arch, args.backends, args.scale)
-        entries = [e for w in weight_entries for e in expand_backends(w, args.backends)] + entries
-        from .tools.output_paths import check_distinct_files
-        check_distinct_files({'--json': args.json, '--csv': args.csv, '--plot': args.plot}, {})
-    except (ValueError, KeyError, OSError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
+
+    device = resolve_device(args.device)
+    resolve_dtype(args.precision, device)
+    weight_entries, args.scale = weights_entries(args.weights, args.scale)
+    models = args.models if args.models is not None else ([] if args.weights else list(DEFAULT_MODELS))
+    entries, notes = make_entries(models, args.basicsr_arch, args.backends, args.scale)
+    entries = [e for w in weight_entries for e in expand_backends(w, args.backends)] + entries
+    check_distinct_files({'--json': args.json, '--csv': args.csv, '--plot': args.plot}, {})
     if args.baseline and args.baseline not in [e.label for e in entries]:
-        print(f'error: --baseline {args.baseline!r} is not one of the rows: {[e.label for e in entries]}',
-              file=sys.stderr)
-        return 2
+        raise ValueError(f'--baseline {args.baseline!r} is not one of the rows: {[e.label for e in entries]}')
+    if args.train:
+        args.batch_size = args.batch_size or (64 if device.type == 'cuda' else 8)
+        if args.batch_size < 1 or args.patch < 1:
+            raise ValueError('--batch-size and --patch must be >= 1')
+        if not args.timing:
+            raise ValueError('--train measures time and memory: it cannot be combined with --no-timing')
     if device.type == 'cpu' and 'flex' in args.backends and args.timing:
         notes.append(FLEX_CPU_NOTE)
-    warmup = args.warmup if args.warmup is not None else (5 if device.type == 'cuda' else 1)
-    repeats = args.repeats if args.repeats is not None else (20 if device.type == 'cuda' else 3)
-    h, w = lr_size(args.lr_size, args.output_size, args.scale)
-    config = {'device': str(device), 'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda'
-              else None, 'precision': args.precision, 'threads': args.threads, 'scale': args.scale,
-              'lr_size': [h, w], 'out_size': [h * args.scale, w * args.scale], 'warmup': warmup, 'repeats': repeats,
-              'isolated': args.isolate and args.timing, 'torch': torch.__version__, 'baseline': args.baseline}
-
+    cuda = device.type == 'cuda'
+    warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
+    repeats = args.repeats if args.repeats is not None else (20 if cuda else 3)
+    h, w = (args.patch, args.patch) if args.train else lr_size(args.lr_size, args.output_size, args.scale)
+    config = {'device': str(device), 'device_name': torch.cuda.get_device_name(device) if cuda else None,
+              'precision': args.precision, 'threads': args.threads, 'scale': args.scale, 'lr_size': [h, w],
+              'out_size': [h * args.scale, w * args.scale], 'warmup': warmup, 'repeats': repeats,
+              'isolated': args.isolate and args.timing, 'torch': torch.__version__, 'baseline': args.baseline,
+              'mode': 'train' if args.train else 'inference', 'batch_size': args.batch_size if args.train else 1}
     rounds = max(1, args.rounds) if args.isolate and args.timing else 1
-    results: list[list[dict[str, Any]]] = [[] for _ in entries]
-    for r in range(rounds):
-        for i, entry in enumerate(entries):
-            spec = {'network_g': entry.network_g, 'attn': entry.attn, 'lr_size': [h, w], 'device': str(device),
-                    'precision': args.precision, 'threads': args.threads, 'warmup': warmup, 'repeats': repeats,
-                    'timing': args.timing, 'macs': args.macs and r == 0, 'scale': args.scale}
-            round_txt = f' round {r + 1}/{rounds}' if rounds > 1 else ''
-            print(f'[{i + 1}/{len(entries)}{round_txt}] {entry.label} ...', end='', file=sys.stderr, flush=True)
+    config['rounds'] = rounds
+    return Plan(entries, notes, config, (h, w), warmup, repeats, rounds)
+
+
+def run_plan(plan: Plan, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Measure every row (round-robin over ``plan.rounds``); returns one merged result per row."""
+    results: list[list[dict[str, Any]]] = [[] for _ in plan.entries]
+    base = {'lr_size': list(plan.lr_size), 'device': plan.config['device'], 'precision': args.precision,
+            'threads': args.threads, 'warmup': plan.warmup, 'repeats': plan.repeats, 'timing': args.timing,
+            'scale': args.scale, 'train': args.train, 'batch_size': args.batch_size, 'patch': args.patch}
+    for r in range(plan.rounds):
+        for i, entry in enumerate(plan.entries):
+            spec = dict(base, network_g=entry.network_g, attn=entry.attn, macs=args.macs and r == 0 and not args.train)
+            round_txt = f' round {r + 1}/{plan.rounds}' if plan.rounds > 1 else ''
+            print(f'[{i + 1}/{len(plan.entries)}{round_txt}] {entry.label} ...', end='', file=sys.stderr, flush=True)
             start = time.perf_counter()
             if args.isolate and args.timing:  # counting alone needs no fresh process
                 result = run_isolated(spec, args.timeout)
@@ -392,27 +456,54 @@ def main(argv: Sequence[str] | None = None) -> int:
                     result = {'error': f'{type(exc).__name__}: {exc}'}
             print(f' {result.get("error") or "done"} ({time.perf_counter() - start:.0f} s)', file=sys.stderr)
             results[i].append(result)
+    h, w = plan.lr_size
     rows = [{'label': entry.label, 'arch': entry.network_g['type'], 'scale': args.scale, 'lr_size': [h, w],
-             'device': str(device), 'precision': args.precision, **merge_rounds(res)}
-            for entry, res in zip(entries, results)]
-    config['rounds'] = rounds
+             'device': plan.config['device'], 'precision': args.precision, **merge_rounds(res)}
+            for entry, res in zip(plan.entries, results)]
     add_ratios(rows, args.baseline)
+    return rows
 
-    threads = f', {args.threads or torch.get_num_threads()} threads' if device.type == 'cpu' else ''
-    title = (f'x{args.scale}, input {h}x{w} -> output {h * args.scale}x{w * args.scale} (HxW), {device}'
-             f'{threads}, {args.precision}')
-    timing = f'; latency: median of {repeats} after {warmup} warm-up' if args.timing else ''
+
+def report(plan: Plan, rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Print the table and notes; write the JSON/CSV/PNG outputs that were asked for."""
+    (h, w), cfg = plan.lr_size, plan.config
+    threads = f', {args.threads or cfg.get("threads") or "default"} threads' if cfg['device'] == 'cpu' else ''
+    if args.train:
+        title = (f'training step x{args.scale}: batch {args.batch_size} of {h}x{w} LR patches, L1 + AdamW, '
+                 f'{cfg["device"]}{threads}, {args.precision}')
+        table = format_train_table(rows, args.baseline)
+    else:
+        title = (f'x{args.scale}, input {h}x{w} -> output {h * args.scale}x{w * args.scale} (HxW), {cfg["device"]}'
+                 f'{threads}, {args.precision}')
+        table = format_table(rows, args.baseline)
+    timing = f'; time: median of {plan.repeats} after {plan.warmup} warm-up' if args.timing else ''
     print(f'\n{title}{timing}\n')
-    print(format_table(rows, args.baseline))
-    for note in notes + [n for e in entries for n in e.notes]:
+    print(table)
+    for note in plan.notes + [n for e in plan.entries for n in e.notes]:
         print(f'\nnote: {note}')
     if args.json:
         from .tools.atomic import write_text
-        write_text(args.json, json.dumps({'config': config, 'notes': notes, 'results': rows}, indent=2))
+        write_text(args.json, json.dumps({'config': cfg, 'notes': plan.notes, 'results': rows}, indent=2))
     if args.csv:
         write_csv(args.csv, rows)
     if args.plot:
         write_plot(args.plot, rows, title)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns the exit code (0 ok, 1 a model failed, 2 bad arguments)."""
+    args = build_parser().parse_args(argv)
+    if args.worker is not None:
+        result = run_worker(json.loads(args.worker))
+        print(RESULT_MARKER + json.dumps(result), flush=True)
+        return 0
+    try:
+        plan = make_plan(args)
+    except (ValueError, KeyError, OSError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    rows = run_plan(plan, args)
+    report(plan, rows, args)
     return 1 if any(r.get('error') for r in rows) else 0
 
 

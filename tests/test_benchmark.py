@@ -105,3 +105,36 @@ def test_rounds_interleave_isolated_runs(tmp_path, capsys):
     assert data['config']['rounds'] == 2 and len(esc['rounds_latency_ms']) == 2
     rounds = sorted(esc['rounds_latency_ms'])
     assert esc['latency_ms'] == pytest.approx(rounds[0] / 2 + rounds[1] / 2)
+
+
+def test_training_step_benchmark(tmp_path, capsys):
+    """--train: one forward/backward/AdamW iteration per row, time and memory, ratio to a baseline."""
+    rc = main(['--train', '--device', 'cpu', '--threads', '1', '--batch-size', '2', '--patch', '12', '--scale', '2',
+               '--models', '--basicsr-arch', f'ESC:{TINY_ESC}', '--basicsr-arch', f'EDSR:{TINY_EDSR}',
+               '--baseline', 'EDSR', '--no-isolate', '--warmup', '0', '--repeats', '2',
+               '--json', str(tmp_path / 't.json')])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert 'training step x2: batch 2 of 12x12 LR patches' in out and 'images/s' in out
+    data = json.loads((tmp_path / 't.json').read_text())
+    assert data['config']['mode'] == 'train' and data['config']['batch_size'] == 2
+    esc, edsr = data['results']
+    assert esc['attn'] == 'sdpa' and len(esc['steps_ms']) == 2 and 'macs' not in esc
+    assert esc['images_per_s'] == pytest.approx(2 / (esc['step_ms'] / 1000))
+    assert edsr['ratio'] == 1.0 and esc['ratio'] == pytest.approx(esc['step_ms'] / edsr['step_ms'])
+
+
+def test_training_step_updates_the_weights():
+    from esc_basicsr.tools.profiling import measure_train_step
+
+    model = build_network(dict(json.loads(TINY_ESC), type='ESC', upscaling_factor=2))
+    before = [p.detach().clone() for p in model.parameters()]
+    row = measure_train_step(model, torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16), warmup=0, repeats=1)
+    assert row['step_ms'] > 0 and row['mem_peak_mb'] > 0
+    changed = [not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters())]
+    assert all(changed), 'every parameter is updated by the AdamW step'
+
+
+def test_training_benchmark_refuses_no_timing(capsys):
+    assert main(['--train', '--device', 'cpu', '--models', 'esc', '--no-timing']) == 2
+    assert '--no-timing' in capsys.readouterr().err

@@ -144,3 +144,67 @@ def measure(model: nn.Module, x: torch.Tensor, warmup: int = 2, repeats: int = 5
             latencies.append((time.perf_counter() - start) * 1000)
     return {'latency_ms': statistics.median(latencies), 'latencies_ms': latencies,
             'mem_added_mb': max(peak - before, 0) / 2**20, 'mem_peak_mb': peak / 2**20, 'mem_method': method}
+
+
+def measure_train_step(model: nn.Module, lq: torch.Tensor, gt: torch.Tensor, warmup: int = 1, repeats: int = 3,
+                       lr: float = 5e-4, amp_dtype: torch.dtype | None = None) -> dict:
+    """Time and peak memory of one training iteration: forward, L1 loss, backward, AdamW step.
+
+    The optimizer is the ESC recipe's (AdamW, betas (0.9, 0.9)). Memory is measured over the
+    first step (CUDA: peak allocated minus allocated before it, exact; CPU: growth of the peak
+    resident set, which includes the optimizer state created by that step).
+
+    Args:
+        model: the network in train mode on ``lq``'s device.
+        lq: ``(B, 3, h, w)`` input batch.
+        gt: ``(B, 3, r*h, r*w)`` target batch.
+        warmup: untimed steps after the measured first one.
+        repeats: timed steps (median reported).
+        lr: learning rate of the optimizer.
+        amp_dtype: autocast dtype (``torch.bfloat16``/``torch.float16``), ``None`` for none.
+
+    Returns:
+        ``step_ms`` (median), ``steps_ms``, ``mem_added_mb``, ``mem_peak_mb``, ``mem_method``.
+    """
+    device = lq.device
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.9))
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = torch.nn.functional.l1_loss(model(lq).float(), gt)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+    gc.collect()
+    if device.type == 'cuda':
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        synchronize(device)
+        peak, method = torch.cuda.max_memory_allocated(device), 'cuda max_memory_allocated'
+    else:
+        exact = reset_peak_rss()
+        before = rss_bytes()
+        step()
+        peak = peak_rss_bytes()
+        method = 'VmHWM after reset' if exact else 'ru_maxrss (upper bound)'
+    for _ in range(max(warmup, 0)):
+        step()
+    times = []
+    for _ in range(max(repeats, 1)):
+        synchronize(device)
+        start = time.perf_counter()
+        step()
+        synchronize(device)
+        times.append((time.perf_counter() - start) * 1000)
+    return {'step_ms': statistics.median(times), 'steps_ms': times, 'mem_added_mb': max(peak - before, 0) / 2**20,
+            'mem_peak_mb': peak / 2**20, 'mem_method': method}
