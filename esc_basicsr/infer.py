@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--fp16', dest='precision', action='store_const', const='fp16', help='= --precision fp16 (CUDA)')
     p.add_argument('--bf16', dest='precision', action='store_const', const='bf16', help='= --precision bf16')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.add_argument('--compare', metavar='GT_DIR', default=None,
+                   help='ground truths named like the inputs: PSNR of the outputs and of bicubic per image, and '
+                   'a side-by-side figure (input, bicubic, model, GT) written to the output folder')
     return p
 
 
@@ -152,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .tools.image_io import DEFAULT_MAX_PIXELS, ImageReadError, ImageWriteError, output_format, plan_output, \
         read_image
     from .tools.atomic import check_writable
+    from .tools.infer_compare import check_gt_dir, compare_outputs
     from .tools.loading import load_network
     from .tools.options_check import check_network_g, check_weights_file, load_error_message, read_option_file
     from .tools.output_paths import list_inputs, plan_outputs
@@ -165,7 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # everything that can be checked before the first image: paths, names, format, network
         if args.ext is not None:
             output_format(args.ext)
-        inputs = list_inputs(args.input, exclude=[args.output])
+        if args.compare is not None:
+            check_gt_dir(args.compare)
+        inputs = list_inputs(args.input, exclude=[args.output] + ([args.compare] if args.compare else []))
         if not inputs:
             raise ValueError(f'no images found in {args.input!r}')
         plan = plan_outputs(inputs, args.output, args.suffix, args.ext, input_spec=args.input)
@@ -239,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           file=sys.stderr)
     for src, why in failed:
         print(f'  {src}: {why}', file=sys.stderr)
+    if args.compare is not None:
+        bad = {src for src, _ in failed}
+        compare_outputs([(s, o) for s, o in plan if s not in bad], args.compare, upscaler.scale, args.output,
+                        model_label=type(network.model).__name__)
     return 1 if failed else 0
 
 
