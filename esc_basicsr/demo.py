@@ -10,7 +10,11 @@
 
 Everything is written under ``--workdir``; a re-run reuses what is there (``--retrain`` starts the
 training over, an interrupted training is resumed with ``--auto_resume``). Exit code 0 when the
-trained model beats bicubic, 1 otherwise. The result is also saved to ``demo_result.json``.
+trained model beats bicubic, 1 otherwise. The result is also saved to ``demo_result.json``, and a
+side-by-side figure (input, bicubic, model, ground truth, PSNR under each) to ``demo_comparison.png``.
+
+``--arbitrary-scale``: the same with ESC-LTE (one network for any factor), tested at x2.5
+(:mod:`esc_basicsr.demo_lte`).
 """
 from __future__ import annotations
 
@@ -23,8 +27,9 @@ import subprocess
 import sys
 import time
 from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -39,6 +44,22 @@ STARTUP_SECONDS, STEP_OVERHEAD = 20.0, 1.1  # BasicSR's steps took 0.98-1.2x the
 MIN_ITERS = 150  # fewer do not reliably beat bicubic (+0.05 dB at 100, +0.2 at 150, +0.55-0.69 at 300)
 NAME = 'demo_ESC_light_x2'
 TRAIN_OPT, TEST_OPT = f'{NAME}.yml', 'demo_test_ESC_light_x2.yml'
+FIGURE_CROP = 72  # output pixels per crop: 4 photos x 4 panels stay a small PNG (about 200 KB)
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """What the demo's test step reads: BasicSR's results of ``test_opt`` for the held-out set."""
+
+    name: str  # the experiment (option files' ``name``)
+    test_opt: str
+    test_set: str  # under workdir/datasets, with GTmod12 and lr_folder; also the dataset's ``name``
+    lr_folder: str
+    scale: float
+    label: str  # the model's name in the table and the figure
+
+
+CLASSIC = TestSpec(NAME, TEST_OPT, 'DemoTest', 'LRbicx2', 2, 'ESC-light')
 
 
 def log(message: str) -> None:
@@ -68,10 +89,10 @@ def write_photos(folder: Path, names: tuple[str, ...], crop: int | None = None) 
     return written
 
 
-def install_options(workdir: Path) -> None:
+def install_options(workdir: Path, names: Sequence[str] = (TRAIN_OPT, TEST_OPT)) -> None:
     """Copy the packaged demo option files to ``workdir/options`` (paths in them are workdir-relative)."""
     (workdir / 'options').mkdir(exist_ok=True)
-    for name in (TRAIN_OPT, TEST_OPT):
+    for name in names:
         text = resources.files('esc_basicsr').joinpath('options', name).read_text()
         (workdir / 'options' / name).write_text(text)
 
@@ -168,44 +189,99 @@ def run(cmd: list[str], cwd: Path) -> None:
     subprocess.run(cmd, cwd=cwd, check=True)
 
 
-def bicubic_psnr(test_dir: Path) -> dict[str, float]:
-    """PSNR (Y, border 2) of MATLAB-bicubic x2 upscaling of ``LRbicx2`` against ``GTmod12``."""
+def prepare_data(workdir: Path, commands: list[list[str]]) -> bool:
+    """Run ``python -m esc_basicsr.prepare`` for each command (``photos/``, ``datasets/`` paths are workdir-relative)."""
+    from . import prepare
+
+    for cmd in commands:
+        log('$ python -m esc_basicsr.prepare ' + ' '.join(cmd))
+        absolute = [str(workdir / c) if c.startswith(('photos/', 'datasets/')) else c for c in cmd]
+        if prepare.main(absolute) != 0:
+            log('data preparation failed')
+            return False
+    return True
+
+
+def comparison_rows(workdir: Path, spec: TestSpec) -> list:
+    """A :class:`~esc_basicsr.tools.comparison.ComparisonRow` per held-out photo: its LR input, MATLAB
+    bicubic, the model's saved test output and the ground truth (PSNR: Y channel, ``ceil(scale)`` border)."""
     import cv2
-    from basicsr.metrics import calculate_psnr
 
-    from .data_prep.crop import bicubic_resize
+    from .tools.comparison import ComparisonRow, align_gt, bicubic_upscale
 
-    out = {}
+    test_dir = workdir / 'datasets' / spec.test_set
+    results = workdir / 'results' / spec.name / 'visualization' / spec.test_set
+    rows = []
     for gt_path in sorted((test_dir / 'GTmod12').glob('*.png')):
-        gt = cv2.imread(str(gt_path))
-        up = bicubic_resize(cv2.imread(str(test_dir / 'LRbicx2' / gt_path.name)), 2)
-        out[gt_path.stem] = calculate_psnr(up, gt, crop_border=2, test_y_channel=True)
-    return out
+        lq, gt, sr = (cv2.imread(str(p))[:, :, ::-1] for p in (
+            test_dir / spec.lr_folder / gt_path.name, gt_path, results / f'{gt_path.stem}_{spec.name}.png'))
+        gt, why = align_gt(gt, lq.shape, spec.scale)  # the top-left of GTmod12 at a non-integer scale
+        if gt is None:
+            raise ValueError(f'{gt_path}: {why}')
+        rows.append(ComparisonRow.create(gt_path.stem, lq, bicubic_upscale(lq, gt.shape[:2]), sr, gt, spec.scale))
+    return rows
 
 
-def model_psnr(workdir: Path, test_dir: Path) -> tuple[dict[str, float], float]:
-    """Per-image PSNR of the saved test outputs, and the mean that BasicSR's test log reports."""
-    import cv2
-    from basicsr.metrics import calculate_psnr
-
-    results = workdir / 'results' / NAME
-    per_image = {}
-    for gt_path in sorted((test_dir / 'GTmod12').glob('*.png')):
-        sr = cv2.imread(str(results / 'visualization' / 'DemoTest' / f'{gt_path.stem}_{NAME}.png'))
-        per_image[gt_path.stem] = calculate_psnr(sr, cv2.imread(str(gt_path)), crop_border=2, test_y_channel=True)
-    log_text = max(results.glob(f'test_{NAME}_*.log'), key=lambda p: p.stat().st_mtime).read_text()
-    logged = float(re.findall(r'# psnr: ([\d.]+)', log_text)[-1])
-    return per_image, logged
+def logged_psnr(workdir: Path, name: str) -> float:
+    """The mean PSNR of BasicSR's latest test log of experiment ``name``."""
+    logs = (workdir / 'results' / name).glob(f'test_{name}_*.log')
+    return float(re.findall(r'# psnr: ([\d.]+)', max(logs, key=lambda p: p.stat().st_mtime).read_text())[-1])
 
 
-def main(argv: list[str] | None = None) -> int:
+def test_and_report(workdir: Path, spec: TestSpec, plan: dict, train_seconds: float | None, started: float) -> int:
+    """``python -m esc_basicsr.test``, then PSNRs against bicubic, ``demo_result.json`` and
+    ``demo_comparison.png``. Returns the exit code: 0 if the model beats bicubic, else 1."""
+    from .tools.comparison import summary_table, write_comparison
+
+    shutil.rmtree(workdir / 'results' / spec.name, ignore_errors=True)
+    run([sys.executable, '-m', 'esc_basicsr.test', '-opt', f'options/{spec.test_opt}'], cwd=workdir)
+    rows = comparison_rows(workdir, spec)
+    bicubic = {r.name: r.psnr['bicubic'] for r in rows}
+    model = {r.name: r.psnr['model'] for r in rows}
+    mean_bicubic, mean_model = float(np.mean(list(bicubic.values()))), float(np.mean(list(model.values())))
+    logged = logged_psnr(workdir, spec.name)
+    assert math.isclose(mean_model, logged, abs_tol=1e-3), (mean_model, logged)  # the same measure as BasicSR's
+    margin = mean_model - mean_bicubic
+    print(f'\nPSNR (dB, Y channel, {math.ceil(spec.scale)}-pixel border), x{spec.scale:g}, held-out photographs:')
+    print(summary_table(rows, spec.label))
+    figure = write_comparison(workdir / 'demo_comparison.png', rows, crop=FIGURE_CROP, model_label=spec.label)
+    total = time.perf_counter() - started
+    result = dict(scale=spec.scale, bicubic_psnr=mean_bicubic, model_psnr=mean_model, margin_db=margin,
+                  per_image_bicubic=bicubic, per_image_model=model, plan=plan, train_seconds=train_seconds,
+                  total_seconds=total, figure=str(figure))
+    (workdir / 'demo_result.json').write_text(json.dumps(result, indent=1) + '\n')
+    verdict = 'beats' if margin > 0 else 'does NOT beat'
+    how = f'{train_seconds / 60:.1f} min of training' if train_seconds is not None else 'trained by an earlier run'
+    print(f'\n{spec.label} ({plan["total_iter"]} iterations, {how}) {verdict} bicubic at x{spec.scale:g} by '
+          f'{margin:+.2f} dB. Demo time: {total / 60:.1f} min. Results: {workdir}/demo_result.json\n'
+          f'Comparison figure (input, bicubic, {spec.label}, ground truth): {figure}', flush=True)
+    return 0 if margin > 0 else 1
+
+
+def train(workdir: Path, name: str, train_opt: str, overrides: list[str]) -> float | None:
+    """``python -m esc_basicsr.train`` (resumable) unless ``experiments/<name>`` holds a trained model;
+    returns the training time in seconds, None when skipped."""
+    if (workdir / 'experiments' / name / 'models' / 'net_g_latest.pth').is_file():
+        log(f'{workdir}/experiments/{name}/models/net_g_latest.pth exists: skipping training (--retrain to '
+            'train again)')
+        return None
+    t = time.perf_counter()
+    run([sys.executable, '-m', 'esc_basicsr.train', '-opt', f'options/{train_opt}', '--auto_resume',
+         '--force_yml', *overrides], cwd=workdir)
+    return time.perf_counter() - t
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog='python -m esc_basicsr.demo', description=__doc__.split('\n')[0])
-    parser.add_argument('--workdir', default='demo_workdir', help='where everything is written (demo_workdir)')
+    parser.add_argument('--workdir', default=None,
+                        help='where everything is written (demo_workdir; demo_workdir_lte with --arbitrary-scale)')
+    parser.add_argument('--arbitrary-scale', action='store_true',
+                        help='train and test ESC-LTE (any scale) instead, at x2.5 (esc_basicsr.demo_lte)')
     parser.add_argument('--iters', type=int, default=None,
                         help=f'training iterations (default {DEFAULT_ITERS}, fewer if they would take more than '
-                             f'{DEFAULT_MINUTES:g} min here)')
+                             f'{DEFAULT_MINUTES:g} min here; ESC-LTE: see esc_basicsr.demo_lte)')
     parser.add_argument('--minutes', type=float, default=None,
-                        help='train as many iterations as fit in this many minutes instead')
+                        help='train as many iterations as fit in this many minutes instead (ESC-light only)')
     parser.add_argument('--workers', type=int, default=2, help='processes for data preparation (2)')
     parser.add_argument('--retrain', action='store_true', help='discard an earlier demo model and train again')
     args = parser.parse_args(argv)
@@ -213,10 +289,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error('--minutes and --iters must be positive')
     if args.minutes is not None and args.iters is not None:
         parser.error('give --iters or --minutes, not both')
+    if args.minutes is not None and args.arbitrary_scale:
+        parser.error('--minutes is for the ESC-light demo; give --arbitrary-scale a number of --iters')
+    args.workdir = args.workdir or ('demo_workdir_lte' if args.arbitrary_scale else 'demo_workdir')
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.arbitrary_scale:
+        from .demo_lte import run_demo
+        return run_demo(args)
     started = time.perf_counter()
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    py = sys.executable
 
     log(f'[1/5] scikit-image photographs -> {workdir}/photos (train: {len(TRAIN_PHOTOS)}, held-out test: '
         f'{len(TEST_PHOTOS)})')
@@ -224,22 +310,17 @@ def main(argv: list[str] | None = None) -> int:
     write_photos(workdir / 'photos' / 'test', TEST_PHOTOS, crop=TEST_CROP)
 
     log('[2/5] data preparation')
-    from . import prepare
-    for cmd in (['div2k', '--hr', 'photos/train', '--out', 'datasets/DEMO', '--name', 'DEMO_train', '--scales', '2',
-                 '--crop-size', '192', '--step', '96', '--workers', str(args.workers)],
-                ['benchmark', '--hr', 'photos/test', '--out', 'datasets/DemoTest', '--scales', '2',
-                 '--workers', str(args.workers)]):
-        log('$ python -m esc_basicsr.prepare ' + ' '.join(cmd))
-        absolute = [str(workdir / c) if c.startswith(('photos/', 'datasets/')) else c for c in cmd]
-        if prepare.main(absolute) != 0:
-            log('data preparation failed')
-            return 2
+    if not prepare_data(workdir, [
+            ['div2k', '--hr', 'photos/train', '--out', 'datasets/DEMO', '--name', 'DEMO_train', '--scales', '2',
+             '--crop-size', '192', '--step', '96', '--workers', str(args.workers)],
+            ['benchmark', '--hr', 'photos/test', '--out', 'datasets/DemoTest', '--scales', '2',
+             '--workers', str(args.workers)]]):
+        return 2
     install_options(workdir)
     initial_weights(workdir)
 
-    exp = workdir / 'experiments' / NAME
     if args.retrain:
-        shutil.rmtree(exp, ignore_errors=True)
+        shutil.rmtree(workdir / 'experiments' / NAME, ignore_errors=True)
         (workdir / 'demo_plan.json').unlink(missing_ok=True)
     log('[3/5] training plan')
     plan = plan_training(workdir, args.minutes, args.iters)
@@ -247,43 +328,13 @@ def main(argv: list[str] | None = None) -> int:
         f'checkpoint every {plan["checkpoint_freq"]}')
 
     log('[4/5] training (BasicSR SRModel)')
-    t_train = time.perf_counter()
-    trained_now = not (exp / 'models' / 'net_g_latest.pth').is_file()
-    if not trained_now:
-        log(f'{exp}/models/net_g_latest.pth exists: skipping training (--retrain to train again)')
-    else:
-        n = plan['total_iter']
-        run([py, '-m', 'esc_basicsr.train', '-opt', f'options/{TRAIN_OPT}', '--auto_resume', '--force_yml',
-             f'train:total_iter={n}', f'train:warmup_iter={plan["warmup_iter"]}', f'train:scheduler:periods=[{n}]',
-             f'train:ema_decay={plan["ema_decay"]}', f'logger:save_checkpoint_freq={plan["checkpoint_freq"]}'],
-            cwd=workdir)
-    t_train = time.perf_counter() - t_train
+    n = plan['total_iter']
+    train_seconds = train(workdir, NAME, TRAIN_OPT, [
+        f'train:total_iter={n}', f'train:warmup_iter={plan["warmup_iter"]}', f'train:scheduler:periods=[{n}]',
+        f'train:ema_decay={plan["ema_decay"]}', f'logger:save_checkpoint_freq={plan["checkpoint_freq"]}'])
 
     log('[5/5] testing on the held-out photographs')
-    shutil.rmtree(workdir / 'results' / NAME, ignore_errors=True)
-    run([py, '-m', 'esc_basicsr.test', '-opt', f'options/{TEST_OPT}'], cwd=workdir)
-
-    test_dir = workdir / 'datasets' / 'DemoTest'
-    bicubic = bicubic_psnr(test_dir)
-    model, logged = model_psnr(workdir, test_dir)
-    mean_bicubic, mean_model = float(np.mean(list(bicubic.values()))), float(np.mean(list(model.values())))
-    assert math.isclose(mean_model, logged, abs_tol=1e-3), (mean_model, logged)
-    margin = mean_model - mean_bicubic
-    print('\nPSNR (dB, Y channel, 2-pixel border), x2, held-out photographs:')
-    print(f'  {"image":<12}{"bicubic":>10}{"ESC-light":>11}')
-    for name in bicubic:
-        print(f'  {name:<12}{bicubic[name]:>10.2f}{model[name]:>11.2f}')
-    print(f'  {"mean":<12}{mean_bicubic:>10.2f}{mean_model:>11.2f}   ({margin:+.2f} dB vs bicubic)')
-    total = time.perf_counter() - started
-    result = dict(bicubic_psnr=mean_bicubic, model_psnr=mean_model, margin_db=margin, per_image_bicubic=bicubic,
-                  per_image_model=model, plan=plan, train_seconds=t_train if trained_now else None,
-                  total_seconds=total)
-    (workdir / 'demo_result.json').write_text(json.dumps(result, indent=1) + '\n')
-    verdict = 'beats' if margin > 0 else 'does NOT beat'
-    how = f'{t_train / 60:.1f} min of training' if trained_now else 'trained by an earlier run'
-    print(f'\nESC-light ({plan["total_iter"]} iterations, {how}) {verdict} bicubic by '
-          f'{margin:+.2f} dB. Demo time: {total / 60:.1f} min. Results: {workdir}/demo_result.json', flush=True)
-    return 0 if margin > 0 else 1
+    return test_and_report(workdir, CLASSIC, plan, train_seconds, started)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,81 @@
+"""The demo's arbitrary-scale mode (arguments, plan, start as bilinear) and its comparison step (no training)."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from esc_basicsr import demo, demo_lte
+from esc_basicsr.tools.comparison import bicubic_upscale, psnr_y
+
+
+def test_arbitrary_scale_arguments():
+    args = demo.parse_args(['--arbitrary-scale', '--iters', '7'])
+    assert args.arbitrary_scale and args.iters == 7 and args.workdir == 'demo_workdir_lte'
+    assert demo.parse_args([]).workdir == 'demo_workdir' and not demo.parse_args([]).arbitrary_scale
+    assert demo.parse_args(['--arbitrary-scale', '--workdir', 'w']).workdir == 'w'
+
+
+def test_arbitrary_scale_rejects_minutes(capsys):
+    with pytest.raises(SystemExit):
+        demo.parse_args(['--arbitrary-scale', '--minutes', '3'])
+    assert '--minutes is for the ESC-light demo' in capsys.readouterr().err
+
+
+def test_lte_plan_is_kept_and_becomes_force_yml(tmp_path):
+    plan = demo_lte.plan_training(tmp_path, None)
+    assert plan['total_iter'] == demo_lte.DEFAULT_ITERS
+    assert plan['milestones'] == [int(demo_lte.DEFAULT_ITERS * 0.6), int(demo_lte.DEFAULT_ITERS * 0.85)]
+    assert demo_lte.plan_training(tmp_path, 5) == plan  # a resumed run keeps its schedule
+    (tmp_path / 'demo_plan.json').unlink()
+    small = demo_lte.plan_training(tmp_path, 10)
+    assert small['milestones'] == [6, 8]
+    assert demo_lte.overrides(small) == ['train:total_iter=10', 'train:scheduler:milestones=[6, 8]',
+                                         'logger:save_checkpoint_freq=10']
+
+
+def test_lte_option_files_agree_and_start_as_bilinear(tmp_path):
+    """The packaged LTE option files install; train and test describe the same network, and the
+    initial weights make it LTE's bilinear skip (what the few minutes of training improve on)."""
+    from basicsr.archs import build_network
+
+    demo.install_options(tmp_path, (demo_lte.TRAIN_OPT, demo_lte.TEST_OPT))
+    train = yaml.safe_load((tmp_path / 'options' / demo_lte.TRAIN_OPT).read_text())
+    test = yaml.safe_load((tmp_path / 'options' / demo_lte.TEST_OPT).read_text())
+    assert train['network_g'] == test['network_g'] and train['model_type'] == test['model_type'] == 'LTEModel'
+    assert test['scale'] == demo_lte.SCALE and test['datasets']['test_1']['name'] == demo_lte.SPEC.test_set
+    assert train['path']['pretrain_network_g'] == f'init/{demo_lte.NAME}_init.pth'
+    net = build_network(train['network_g']).eval()
+    net.load_state_dict(torch.load(demo_lte.initial_weights(tmp_path), weights_only=True)['params'])
+    x = torch.rand(1, 3, 12, 16)
+    with torch.no_grad():
+        y = net.upscale(x, (30, 40))
+    bilinear = torch.nn.functional.interpolate(x, (30, 40), mode='bilinear', align_corners=False)
+    assert torch.allclose(y, bilinear, atol=1e-5)
+
+
+@pytest.mark.parametrize('spec', [demo.CLASSIC, demo_lte.SPEC], ids=['x2', 'x2.5'])
+def test_comparison_rows_read_basicsr_results(tmp_path, spec):
+    """The demo compares BasicSR's saved test outputs with MATLAB bicubic on the GT's matching part."""
+    test_dir = tmp_path / 'datasets' / spec.test_set
+    results = tmp_path / 'results' / spec.name / 'visualization' / spec.test_set
+    for folder in (test_dir / 'GTmod12', test_dir / spec.lr_folder, results):
+        folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    gt = cv2.GaussianBlur(rng.integers(0, 256, (48, 60, 3), dtype=np.uint8), (5, 5), 2)
+    lq = cv2.resize(gt, (math.floor(60 / spec.scale), math.floor(48 / spec.scale)), interpolation=cv2.INTER_AREA)
+    h, w = round(lq.shape[0] * spec.scale), round(lq.shape[1] * spec.scale)
+    sr = gt[:h, :w].copy()
+    sr[10:20, 10:20] = 0
+    cv2.imwrite(str(test_dir / 'GTmod12' / 'img.png'), gt)
+    cv2.imwrite(str(test_dir / spec.lr_folder / 'img.png'), lq)
+    cv2.imwrite(str(results / f'img_{spec.name}.png'), sr)
+    (row,) = demo.comparison_rows(tmp_path, spec)
+    rgb = lambda a: a[:, :, ::-1]  # noqa: E731
+    assert row.psnr['model'] == pytest.approx(psnr_y(rgb(sr), rgb(gt[:h, :w]), spec.scale))
+    assert row.psnr['bicubic'] == pytest.approx(psnr_y(bicubic_upscale(rgb(lq), (h, w)), rgb(gt[:h, :w]),
+                                                       spec.scale))
