@@ -18,8 +18,8 @@ _install_hook()
 
 # torch-only names, imported on first access (PEP 562) so that `import esc_basicsr` stays cheap
 _LAZY = {
-    'ESC': 'archs', 'ESCFP': 'archs', 'ESCReal': 'archs', 'ELAN': 'archs', 'build': 'archs',
-    'network_g': 'archs', 'ConvAttn': 'layers', 'WindowAttention': 'layers', 'geometric_ensemble': 'layers',
+    'ESC': 'archs', 'ESCFP': 'archs', 'ESCReal': 'archs', 'ESCRealM': 'archs', 'ESCLTE': 'archs', 'ELAN': 'archs',
+    'build': 'archs', 'network_g': 'archs', 'detect': 'archs', 'from_state_dict': 'archs', 'ConvAttn': 'layers', 'WindowAttention': 'layers', 'geometric_ensemble': 'layers',
 }
 
 __all__ = ['__version__', *_LAZY]

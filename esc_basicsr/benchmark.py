@@ -170,9 +170,8 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
         model = FixedScale(model, spec.get('scale', 2))
     attn_types = {m.attn_type for m in model.modules() if getattr(m, 'attn_type', None) is not None}
-    row: dict[str, Any] = {'params': params,
-                           'attn': ','.join(sorted(resolve_backend(normalize_attn_type(a), device)
-                                                   for a in attn_types))}
+    backends = {resolve_backend(normalize_attn_type(a), device, requires_grad=False) for a in attn_types}
+    row: dict[str, Any] = {'params': params, 'attn': ','.join(sorted(backends))}
     if spec.get('timing', True):
         model = model.to(device=device, dtype=dtype)
         x = torch.rand(1, 3, h, w, device=device, dtype=dtype)
@@ -198,7 +197,8 @@ def _train_row(model: Any, spec: dict[str, Any], device: Any, dtype: Any) -> dic
     gt = torch.rand(b, 3, r * p, r * p, device=device)
     amp = None if dtype == torch.float32 else dtype
     row = measure_train_step(model, lq, gt, spec['warmup'], spec['repeats'], amp_dtype=amp)
-    row['attn'] = ','.join(sorted(resolve_backend(normalize_attn_type(a), device) for a in attn_types))
+    row['attn'] = ','.join(sorted(resolve_backend(normalize_attn_type(a), device, requires_grad=True)
+                                  for a in attn_types))
     row['images_per_s'] = b / (row['step_ms'] / 1000)
     row['latency_ms'] = row['step_ms']  # the time that ratios compare
     row['threads'] = torch.get_num_threads() if device.type == 'cpu' else None

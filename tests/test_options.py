@@ -1,7 +1,7 @@
 """Every option file parses, agrees with its preset, builds, and follows the data layout (docs/data.md).
 
 The preset comes from the file name: ``{train,test}_<Variant>_x<s>[_stage<k>].yml`` with Variant in
-ESC, ESC_light, ESC_FP, ESC_XL, ESC_Real, ELAN, ELAN_light (-> ``esc``, ``esc_light``, ...).
+ESC, ESC_light, ESC_FP, ESC_XL, ESC_Real, ESC_RealM, ELAN, ELAN_light (-> ``esc``, ``esc_light``, ...).
 """
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ from esc_basicsr.archs.presets import PRESETS, network_g
 from esc_basicsr.archs.table import ARCHITECTURES
 
 REPO = Path(__file__).resolve().parents[1]
-OPTION_FILES = sorted((REPO / 'options').glob('*.yml'))
-DEMO_FILES = sorted((REPO / 'esc_basicsr' / 'options').glob('*.yml'))
+# fixed-scale networks; the arbitrary-scale ESC-LTE files (one checkpoint, any scale) are checked apart
+OPTION_FILES = sorted(p for p in (REPO / 'options').glob('*.yml') if '_LTE' not in p.stem)
+DEMO_FILES = sorted(p for p in (REPO / 'esc_basicsr' / 'options').glob('*.yml') if '_LTE' not in p.stem)
+LTE_FILES = sorted((REPO / 'options').glob('*_LTE*.yml'))  # the LTE demo trains a smaller encoder on purpose
 ESC_FILES = [p for p in OPTION_FILES if '_ESC' in p.stem]
 BENCHMARKS = ['Set5', 'Set14', 'B100', 'Urban100', 'Manga109']
+REAL_WORLD_PRESETS = ('esc_real', 'esc_realm')  # two stages (L1, then GAN), tested on real LR images
 NAME_RE = re.compile(r'^(?:demo_)?(?:train_|test_)?(?P<variant>[A-Za-z_]+?)_x(?P<scale>\d)(?:_stage(?P<stage>\d))?$')
 
 
@@ -43,6 +46,9 @@ def test_expected_esc_files_exist():
             assert f'train_{variant}_x{s}.yml' in names
             assert f'test_{variant}_x{s}.yml' in names
     assert {'train_ESC_Real_x4_stage1.yml', 'train_ESC_Real_x4_stage2.yml', 'test_ESC_Real_x4.yml'} <= names
+    for s in (2, 4):  # ESCRealM, the authors' multi-scale real-world variant
+        assert {f'train_ESC_RealM_x{s}_stage1.yml', f'train_ESC_RealM_x{s}_stage2.yml',
+                f'test_ESC_RealM_x{s}.yml'} <= names
 
 
 @pytest.mark.parametrize('path', OPTION_FILES + DEMO_FILES, ids=lambda p: p.name)
@@ -59,6 +65,18 @@ def test_network_matches_preset_and_builds(path):
     assert opt['scale'] == scale == net[ARCHITECTURES[net['type']].scale_arg]
     model = build_network(net)  # through BasicSR's ARCH_REGISTRY
     assert type(model).__name__ == net['type']
+
+
+@pytest.mark.parametrize('path', LTE_FILES, ids=lambda p: p.name)
+def test_arbitrary_scale_network_matches_preset_and_builds(path):
+    from basicsr.archs import build_network
+
+    net = dict(load(path)['network_g'])
+    expected = network_g('esc_lte', 1)  # no scale argument: the scale is chosen per query
+    extra = set(net) - set(expected)
+    assert extra <= ARCHITECTURES['ESCLTE'].option_extras, f'{path.name}: unexpected keys {extra}'
+    assert {k: net[k] for k in expected} == expected, f'{path.name}: network_g differs from preset esc_lte'
+    assert type(build_network(net)).__name__ == 'ESCLTE'
 
 
 def _check_metrics(opt: dict, scale: int, name: str) -> None:
@@ -106,20 +124,21 @@ def test_esc_recipe_and_links(path):
     name = stem.split('_', 1)[1]
     assert opt['name'] == name
     if stem.startswith('test_'):
-        trained = 'ESC_Real_x4_stage2' if preset == 'esc_real' else name
+        trained = f'{name}_stage2' if preset in REAL_WORLD_PRESETS else name
         assert (REPO / 'options' / f'train_{trained}.yml').is_file()
         assert opt['path']['pretrain_network_g'] == f'experiments/{trained}/models/net_g_latest.pth'
         assert opt['path']['param_key_g'] == 'params_ema' and opt['path']['strict_load_g'] is True
         return
     train = opt['train']
-    if preset == 'esc_real':
+    if preset in REAL_WORLD_PRESETS:
         stage = int(stem[-1])
         assert opt['model_type'] == ('RealESRNetModel' if stage == 1 else 'RealESRGANModel')
         assert opt['gt_size'] == opt['datasets']['train']['gt_size'] == 256 and train['ema_decay'] == 0.999
         if stage == 2:
             assert opt['network_d']['type'] == 'UNetDiscriminatorSN'
             assert {'pixel_opt', 'perceptual_opt', 'gan_opt'} <= set(train)
-            assert opt['path']['pretrain_network_g'] == 'experiments/ESC_Real_x4_stage1/models/net_g_latest.pth'
+            stage1 = name.replace('_stage2', '_stage1')
+            assert opt['path']['pretrain_network_g'] == f'experiments/{stage1}/models/net_g_latest.pth'
         return
     ds = opt['datasets']['train']
     assert opt['model_type'] == 'SRModel'

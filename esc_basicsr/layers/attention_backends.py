@@ -9,6 +9,9 @@ Backends (``attn_type``), case-insensitive so the authors' ``Naive/SDPA/Flex`` s
 * ``flex``: FlexAttention with the relative position bias computed inside the fused kernel as a
   ``score_mod`` (the paper's flash-style path). Compiled lazily on first CUDA use; on the CPU it
   runs FlexAttention's unfused eager reference (correct, slow).
+  FlexAttention has no backward on the CPU (nor on MPS): there, while autograd records
+  (training), ``flex`` runs as ``sdpa`` (the same attention; logged once), so that option files
+  written for GPUs (the authors' ``attn_type: Flex``) also train on a CPU.
 * ``auto`` (default): resolved per call from the input's device: ``flex`` on CUDA when
   available, else ``sdpa``. ``ESC_BASICSR_ATTN=naive|sdpa|flex`` overrides what ``auto`` picks.
 
@@ -17,14 +20,22 @@ Nothing is compiled or imported eagerly: importing this module and constructing 
 from __future__ import annotations
 
 import functools
-import os
+import logging
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from .config import attn_override
+from .export_state import is_exporting
+
 ATTN_TYPES = ('auto', 'naive', 'sdpa', 'flex')
-ENV_OVERRIDE = 'ESC_BASICSR_ATTN'
+# devices whose FlexAttention has a forward but no backward (torch raises NotImplementedError)
+FLEX_NO_BACKWARD_DEVICES = frozenset({'cpu', 'mps'})
+# what stands in for flex there while training: the same attention, fused kernels with autograd
+FLEX_TRAINING_FALLBACK = 'sdpa'
+logger = logging.getLogger('basicsr')
+_logged_fallbacks: set[str] = set()  # a plain set, not an lru_cache (export tooling clears those)
 # Upper bound of score-matrix elements the naive backend materialises per chunk (64 MB fp32).
 _NAIVE_CHUNK_ELEMS = 16 * 1024 * 1024
 
@@ -46,23 +57,49 @@ def flex_available() -> bool:
     return True
 
 
-def resolve_backend(attn_type: str, device: torch.device) -> str:
+def resolve_backend(attn_type: str, device: torch.device, requires_grad: bool | None = None) -> str:
     """Map a normalised ``attn_type`` to the concrete backend for ``device``.
+
+    Args:
+        attn_type: ``auto`` | ``naive`` | ``sdpa`` | ``flex`` (see :func:`normalize_attn_type`).
+        device: where the attention runs.
+        requires_grad: whether a backward pass will go through the attention. Default (``None``):
+            whether autograd is recording (:func:`torch.is_grad_enabled`), i.e. training.
+
+    Returns:
+        ``naive``, ``sdpa`` or ``flex``; ``flex`` with ``requires_grad`` on a device whose
+        FlexAttention has no backward (CPU, MPS) gives ``sdpa``, logged once per device type.
 
     Raises:
         RuntimeError: when ``flex`` is requested but this PyTorch has no FlexAttention.
     """
     if attn_type == 'auto':
-        override = os.environ.get(ENV_OVERRIDE, '').strip().lower()
+        override = attn_override()
         if override:
             attn_type = normalize_attn_type(override)
             if attn_type != 'auto':
-                return resolve_backend(attn_type, device)
+                return resolve_backend(attn_type, device, requires_grad)
         return 'flex' if device.type == 'cuda' and flex_available() else 'sdpa'
-    if attn_type == 'flex' and not flex_available():
-        raise RuntimeError('attn_type="flex" needs torch.nn.attention.flex_attention (PyTorch >= 2.5); '
-                           'use "sdpa" or "auto".')
+    if attn_type == 'flex':
+        if not flex_available():
+            raise RuntimeError('attn_type="flex" needs torch.nn.attention.flex_attention (PyTorch >= 2.5); '
+                               'use "sdpa" or "auto".')
+        if device.type in FLEX_NO_BACKWARD_DEVICES:
+            if requires_grad is None:
+                requires_grad = torch.is_grad_enabled()
+            if requires_grad:
+                _log_flex_fallback(device.type)
+                return FLEX_TRAINING_FALLBACK
     return attn_type
+
+
+def _log_flex_fallback(device_type: str) -> None:
+    if device_type in _logged_fallbacks:
+        return
+    _logged_fallbacks.add(device_type)
+    logger.info(f'esc_basicsr: attn_type "flex": FlexAttention has no backward on {device_type.upper()}, so '
+                f'attention with gradients (training) runs as "{FLEX_TRAINING_FALLBACK}" there (the same '
+                'attention); inference without gradients keeps "flex".')
 
 
 @functools.lru_cache(maxsize=8)
@@ -87,7 +124,9 @@ def relative_position_bias(table: torch.Tensor, window_size: int) -> torch.Tenso
 def _naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     scale = q.shape[-1] ** -0.5
     n_win, heads, n = q.shape[:3]
-    chunk = n_win if torch.is_grad_enabled() else max(1, _NAIVE_CHUNK_ELEMS // (heads * n * n))
+    # one chunk while training (autograd keeps every score anyway) or exporting (no Python loop in the graph)
+    whole = torch.is_grad_enabled() or is_exporting()
+    chunk = n_win if whole else max(1, _NAIVE_CHUNK_ELEMS // (heads * n * n))
     outs = []
     for s in range(0, n_win, chunk):
         score = (q[s:s + chunk] * scale) @ k[s:s + chunk].transpose(-2, -1) + bias

@@ -55,12 +55,15 @@ def reflect_index(size: int, padded: int, reps: int) -> torch.Tensor:
     """Indices ``(padded,)`` of a repeated reflection of ``0..size-1`` (period ``2*size-2``).
 
     Equal to the index pattern of ``F.pad(mode='reflect')`` where that is valid, and of its repeated
-    application (:func:`pad_bottom_right`) for larger pads; ``reps`` periods are generated, which
-    covers ``padded <= size + reps - 1`` for any ``size >= 1``.
+    application (:func:`pad_bottom_right`) for larger pads. Built by folding ``arange(padded)`` back
+    into range ``reps`` times (arithmetic only, so exporters record a size-generic graph; a
+    ``repeat``/``cat`` formulation made dynamo build a wrong graph for a 1-pixel dimension).
     """
-    ar = torch.arange(size)
-    period = torch.cat([ar, ar.flip(0)[1:-1]])  # 0..size-1, size-2..1 (just [0] for size 1)
-    return period.repeat(reps)[:padded]
+    idx = torch.arange(padded)
+    last = size - 1
+    for _ in range(reps):
+        idx = last - (last - idx.abs()).abs()
+    return idx.clamp(0, last)
 
 
 def reflect_pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

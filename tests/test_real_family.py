@@ -1,0 +1,491 @@
+"""The authors' real-world family: ESCReal (released nearest+conv layout, DySample option), ESCRealM
+(multi-scale, five upsamplers, pixel-unshuffled input) and their reusable layers (DySample, UniUpsample).
+
+Reference fixtures (strict loading, outputs in every CPU backend), every upsampler at every scale it
+supports (layout, ``MetaUpsample``, shapes), sizes down to 1x1, eval batches equal to single images,
+gradients reaching every parameter, deployment folding, ONNX parity with dynamic sizes.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import esc_basicsr  # noqa: F401  (registers the archs)
+from basicsr.utils.registry import ARCH_REGISTRY
+from esc_basicsr.archs.deploy import fold_geometric_ensemble
+from esc_basicsr.archs.esc_real_arch import ESCReal, reflect_pad_any_size
+from esc_basicsr.archs.esc_realm_arch import ESCRealM
+from esc_basicsr.layers import UPSAMPLERS, DySample, UniUpsample
+
+from .conftest import load_fixture
+
+CLASSES = {'ESCReal': ESCReal, 'ESCRealM': ESCRealM}
+FIXTURES = ['esc_real_x4_small.pt', 'esc_real_dysample_x4.pt', 'esc_realm_x2_pixelshuffle_unshuffle.pt']
+CPU_BACKENDS = ['auto', 'naive', 'sdpa', 'flex']
+TINY = dict(dim=16, pdim=4, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2)
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Non-trivial weights everywhere (the zero-initialised dynamic-kernel heads and DySample scope
+    would otherwise hide components and block gradients)."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.1)
+    return model
+
+
+def realm_configs() -> list[tuple[str, int, bool]]:
+    """(upsampler, scale, unshuffle_mod) for every upsampler at every scale 1-4 it supports."""
+    out = []
+    for up in UPSAMPLERS:
+        for scale in (1, 2, 3, 4):
+            for unshuffle in (True, False):
+                if unshuffle and scale >= 3:
+                    continue  # unshuffle_mod applies to x1 and x2 only (x3/x4 are the same network)
+                if up == 'conv' and scale != 1:
+                    continue  # conv does not upsample (and so never unshuffles)
+                out.append((up, scale, unshuffle))
+    return out
+
+
+REALM_CONFIGS = realm_configs()
+
+
+def realm(up: str, scale: int, unshuffle: bool, mid_dim: int = 8, **kw) -> ESCRealM:
+    return ESCRealM(**dict(TINY, **kw), upscaling_factor=scale, upsampler=up, unshuffle_mod=unshuffle,
+                    mid_dim=mid_dim)
+
+
+def config_id(cfg: tuple[str, int, bool]) -> str:
+    up, scale, unshuffle = cfg
+    return f'{up}-x{scale}' + ('-unshuffle' if unshuffle else '')
+
+
+# --------------------------------------------------------------------------------- reference fixtures
+
+@pytest.mark.parametrize('name', FIXTURES)
+@pytest.mark.parametrize('attn_type', CPU_BACKENDS)
+def test_reference_fixture(name: str, attn_type: str) -> None:
+    fix = load_fixture(name)
+    net = CLASSES[fix['arch']](**fix['kwargs'], attn_type=attn_type).eval()
+    net.load_state_dict(fix['state_dict'], strict=True)
+    assert n_params(net) == fix['num_params']
+    with torch.no_grad():
+        out = net(fix['input'].clone())
+    assert out.shape == fix['output'].shape
+    assert (out - fix['output']).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize('name', FIXTURES)
+def test_reference_fixture_through_arch_registry(name: str) -> None:
+    """What a BasicSR user does: ``network_g`` with the authors' arguments, strict loading."""
+    fix = load_fixture(name)
+    assert fix['arch'] in ARCH_REGISTRY, f'{fix["arch"]} is not registered in BasicSR (archs/table.py)'
+    net = ARCH_REGISTRY.get(fix['arch'])(**fix['kwargs']).eval()
+    net.load_state_dict(fix['state_dict'], strict=True)
+    with torch.no_grad():
+        assert (net(fix['input']) - fix['output']).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize('name', FIXTURES)
+def test_fresh_buffers_equal_the_reference(name: str) -> None:
+    """``init_pos`` and ``MetaUpsample`` are computed, not only loaded: a fresh model holds the reference's."""
+    fix = load_fixture(name)
+    fresh = CLASSES[fix['arch']](**fix['kwargs']).state_dict()
+    assert list(fresh) == list(fix['state_dict'])  # same keys, same order
+    for key, value in fix['state_dict'].items():
+        assert fresh[key].shape == value.shape and fresh[key].dtype == value.dtype, key
+        if key.endswith(('init_pos', 'MetaUpsample')):
+            assert torch.equal(fresh[key], value), key
+
+
+def test_released_esc_real_layout() -> None:
+    sd = ESCReal(**TINY).state_dict()
+    assert sorted({k.split('.')[1] for k in sd if k.startswith('to_img.')}) == ['1', '4', '6', '8']
+    assert sd['to_img.6.weight'].shape == (16, 16, 3, 3) and sd['to_img.8.weight'].shape == (3, 16, 3, 3)
+    with pytest.raises(ValueError, match='upscaling_factor=4'):
+        ESCReal(**TINY, upscaling_factor=2)
+    with pytest.raises(TypeError):
+        ESCReal(**TINY, upsampler='dysample')  # ESCReal's switch is use_dysample
+
+
+@pytest.mark.parametrize('name', ['esc_real_x4_small.pt', 'esc_real_dysample_x4.pt'])
+def test_esc_real_eval_batch_equals_single_images(name: str) -> None:
+    fix = load_fixture(name)
+    net = ESCReal(**fix['kwargs']).eval()
+    net.load_state_dict(fix['state_dict'])
+    x = torch.cat([fix['input'], fix['input'].flip(-1), torch.rand_like(fix['input'])])
+    with torch.no_grad():
+        batched = net(x)
+        single = torch.cat([net(x[i:i + 1]) for i in range(3)])
+    assert (batched[:1] - fix['output']).abs().max().item() <= 1e-4
+    assert (batched - single).abs().max().item() < 1e-5
+
+
+def test_esc_realm_fixture_eval_batch_and_odd_size() -> None:
+    fix = load_fixture('esc_realm_x2_pixelshuffle_unshuffle.pt')
+    net = ESCRealM(**fix['kwargs']).eval()
+    net.load_state_dict(fix['state_dict'])
+    x = torch.cat([fix['input'], torch.rand_like(fix['input'])])
+    with torch.no_grad():
+        batched = net(x)
+        assert (batched[:1] - fix['output']).abs().max().item() <= 1e-4
+        assert (batched[1:] - net(x[1:])).abs().max().item() < 1e-5
+        # an odd size is padded to the unshuffle factor and cropped back
+        assert net(fix['input'][..., :45, :37]).shape == (1, 3, 90, 74)
+
+
+# ----------------------------------------------------------------------------------------- DySample
+
+def reference_dysample(layer: DySample, x: torch.Tensor) -> torch.Tensor:
+    """The authors' DySample forward, transcribed (with the normaliser unpinned)."""
+    offset = layer.offset(x) * layer.scope(x).sigmoid() * 0.5 + layer.init_pos
+    b, _, h, w = offset.shape
+    offset = offset.view(b, 2, -1, h, w)
+    coords_h = torch.arange(h) + 0.5
+    coords_w = torch.arange(w) + 0.5
+    coords = torch.stack(torch.meshgrid([coords_w, coords_h], indexing='ij')).transpose(1, 2)
+    coords = coords.unsqueeze(1).unsqueeze(0).type(x.dtype)
+    normalizer = torch.tensor([w, h], dtype=x.dtype).view(1, 2, 1, 1, 1)
+    coords = 2 * (coords + offset) / normalizer - 1
+    s = layer.scale
+    coords = F.pixel_shuffle(coords.reshape(b, -1, h, w), s).view(b, 2, -1, s * h, s * w)
+    coords = coords.permute(0, 2, 3, 4, 1).contiguous().flatten(0, 1)
+    out = F.grid_sample(x.reshape(b * layer.groups, -1, h, w), coords, mode='bilinear', align_corners=False,
+                        padding_mode='border').view(b, -1, s * h, s * w)
+    return layer.end_conv(out)
+
+
+@pytest.mark.parametrize('scale', [1, 2, 3, 4])
+@pytest.mark.parametrize('groups', [1, 4])
+def test_dysample_init_pos_is_the_reference_arrangement(scale: int, groups: int) -> None:
+    h = torch.arange((-scale + 1) / 2, (scale - 1) / 2 + 1) / scale
+    expected = torch.stack(torch.meshgrid([h, h], indexing='ij')).transpose(1, 2).repeat(1, groups, 1)
+    assert torch.equal(DySample(8, 3, scale, groups).init_pos, expected.reshape(1, -1, 1, 1))
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_dysample_matches_the_reference_forward(scale: int) -> None:
+    layer = randomize(DySample(16, 3, scale, groups=4), seed=scale)
+    x = torch.randn(2, 16, 7, 10)
+    with torch.no_grad():
+        out = layer(x)
+        assert out.shape == (2, 3, 7 * scale, 10 * scale)
+        assert (out - reference_dysample(layer, x)).abs().max().item() < 1e-5
+        # channels-last input (the ESC family's CPU format) gives the same
+        cl = layer(x.contiguous(memory_format=torch.channels_last))
+        assert (cl - out).abs().max().item() < 1e-6
+
+
+@pytest.mark.parametrize('scale', [2, 3])
+def test_dysample_starts_as_bilinear_upsampling(scale: int) -> None:
+    """Zero offsets sample the sub-pixel centres: exactly bilinear upsampling (edges clamped)."""
+    layer = DySample(8, scale=scale, groups=2, end_convolution=False)
+    torch.nn.init.zeros_(layer.offset.weight)
+    x = torch.randn(2, 8, 5, 6)
+    with torch.no_grad():
+        out = layer(x)
+    ref = F.interpolate(x, scale_factor=scale, mode='bilinear', align_corners=False)
+    assert (out - ref).abs().max().item() < 1e-5
+
+
+def test_dysample_any_size_batches_half_precision_and_errors() -> None:
+    layer = randomize(DySample(8, 3, 4, groups=4)).eval()
+    x = torch.rand(3, 8, 1, 1)
+    with torch.no_grad():
+        out = layer(x)
+        assert out.shape == (3, 3, 4, 4) and torch.isfinite(out).all()
+        assert (out - torch.cat([layer(x[i:i + 1]) for i in range(3)])).abs().max().item() < 1e-6
+        y = torch.rand(1, 8, 9, 11)
+        bf16 = layer.to(torch.bfloat16)(y.to(torch.bfloat16))
+        assert bf16.dtype == torch.bfloat16 and (bf16.float() - layer.float()(y)).abs().max().item() < 0.05
+    with pytest.raises(ValueError, match='multiple of groups'):
+        DySample(10, 3, 2, groups=4)
+
+
+# -------------------------------------------------------------------------------------- UniUpsample
+
+def expected_to_img(up: str, s: int, dim: int, mid: int) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the unified upsampler, from the authors' layout rules (docs of PAPER.md)."""
+    convs: dict[int, tuple[int, int]] = {}
+    if s == 1 or up == 'conv':
+        convs[0] = (3, dim)
+    elif up == 'pixelshuffledirect':
+        convs[0] = (3 * s * s, dim)
+    elif up == 'pixelshuffle':
+        convs[0] = (mid, dim)
+        factors = [3] if s == 3 else [2] * int(math.log2(s))
+        i = 2
+        for f in factors:
+            convs[i] = (f * f * mid, mid)
+            i += 2
+        convs[i] = (3, mid)
+    elif up == 'nearest+conv':
+        if s == 3:
+            convs.update({0: (dim, dim), 3: (dim, dim), 5: (3, dim)})
+        else:
+            i = 0
+            for _ in range(int(math.log2(s))):
+                convs[i] = (dim, dim)
+                i += 3
+            convs[i] = (dim, dim)
+            convs[i + 2] = (3, dim)
+    else:  # dysample
+        i = 0
+        if mid != dim:
+            convs[0] = (mid, dim)
+            i = 2
+        n = 2 * 4 * s * s
+        out = {f'{i}.init_pos': (1, n, 1, 1), f'{i}.end_conv.weight': (3, mid, 1, 1), f'{i}.end_conv.bias': (3,),
+               f'{i}.offset.weight': (n, mid, 1, 1), f'{i}.offset.bias': (n,), f'{i}.scope.weight': (n, mid, 1, 1)}
+        for j, (o, c) in convs.items():
+            out.update({f'{j}.weight': (o, c, 3, 3), f'{j}.bias': (o,)})
+        return out
+    out = {}
+    for j, (o, c) in convs.items():
+        out.update({f'{j}.weight': (o, c, 3, 3), f'{j}.bias': (o,)})
+    return out
+
+
+@pytest.mark.parametrize('up', UPSAMPLERS)
+@pytest.mark.parametrize('scale', [1, 2, 3, 4, 8])
+@pytest.mark.parametrize('mid', [8, 16])
+def test_uni_upsample_layout_meta_and_shape(up: str, scale: int, mid: int) -> None:
+    supported = scale == 1 or up != 'conv'
+    if not supported:
+        with pytest.raises(ValueError, match='scale 1'):
+            UniUpsample(up, scale, 16, 3, mid)
+        return
+    m = UniUpsample(up, scale, 16, 3, mid)
+    sd = m.state_dict()
+    meta = sd.pop('MetaUpsample')
+    assert meta.dtype == torch.uint8
+    assert meta.tolist() == [2, UPSAMPLERS.index(up), scale, 16, 3, mid, 4]
+    assert {k: tuple(v.shape) for k, v in sd.items()} == expected_to_img(up, scale, 16, mid)
+    with torch.no_grad():
+        assert m(torch.rand(2, 16, 3, 5)).shape == (2, 3, 3 * scale, 5 * scale)
+
+
+def test_uni_upsample_unsupported_scales_and_methods() -> None:
+    for up in ('pixelshuffle', 'nearest+conv'):
+        with pytest.raises(ValueError, match='powers of two'):
+            UniUpsample(up, 5, 16)
+    with pytest.raises(ValueError, match='upsampler must be one of'):
+        UniUpsample('transpose+conv', 2, 16)
+
+
+def test_uni_upsample_meta_buffer_loading(caplog: pytest.LogCaptureFixture) -> None:
+    m = UniUpsample('pixelshuffle', 2, 16, 3, 8)
+    sd = m.state_dict()
+    # a checkpoint without the buffer (older code) loads strictly; the buffer keeps its value
+    del sd['MetaUpsample']
+    UniUpsample('pixelshuffle', 2, 16, 3, 8).load_state_dict(sd, strict=True)
+    # another layout version of the same upsampler (traiNNer's version 3) loads silently
+    sd = m.state_dict()
+    sd['MetaUpsample'] = sd['MetaUpsample'].clone()
+    sd['MetaUpsample'][0] = 3
+    other = UniUpsample('pixelshuffle', 2, 16, 3, 8)
+    with caplog.at_level(logging.WARNING, logger='basicsr'):
+        other.load_state_dict(sd, strict=True)
+    assert other.MetaUpsample.tolist()[0] == 2 and not caplog.records
+    # a checkpoint that describes another upsampler is named in the log (same weights: loads)
+    sd['MetaUpsample'][1] = UPSAMPLERS.index('nearest+conv')
+    with caplog.at_level(logging.WARNING, logger='basicsr'):
+        other.load_state_dict(sd, strict=True)
+    assert "saved from the upsampler 'nearest+conv' x2 (16 -> 3, mid 8" in caplog.text
+    assert other.MetaUpsample.tolist() == m.MetaUpsample.tolist()
+
+
+# ----------------------------------------------------------------------------------------- ESCRealM
+
+@pytest.mark.parametrize('cfg', REALM_CONFIGS, ids=config_id)
+def test_realm_layout_meta_shapes_batches(cfg: tuple[str, int, bool]) -> None:
+    up, scale, unshuffle = cfg
+    f = 4 // scale if unshuffle and up != 'conv' else 1
+    to_img_scale = 4 if f > 1 else scale
+    net = randomize(realm(up, scale, unshuffle)).eval()
+    sd = net.state_dict()
+    # layout: proj/skip start with PixelUnshuffle(f) when unshuffling; to_img as the authors'
+    assert sd['proj.1.weight' if f > 1 else 'proj.weight'].shape == (16, 3 * f * f, 3, 3)
+    assert sd['skip.1.weight' if f > 1 else 'skip.0.weight'].shape == (32, 3 * f * f, 1, 1)
+    to_img = {k[len('to_img.'):]: tuple(v.shape) for k, v in sd.items()
+              if k.startswith('to_img.') and not k.endswith('MetaUpsample')}
+    assert to_img == expected_to_img(up, to_img_scale, 16, 8)
+    assert sd['to_img.MetaUpsample'].tolist() == [2, UPSAMPLERS.index(up), to_img_scale, 16, 3, 8, 4]
+    # a state_dict round trip is strict
+    realm(up, scale, unshuffle).load_state_dict(sd, strict=True)
+    x = torch.rand(3, 3, 13, 10)
+    with torch.no_grad():
+        out = net(x)
+        assert out.shape == (3, 3, 13 * scale, 10 * scale) and torch.isfinite(out).all()
+        single = torch.cat([net(x[i:i + 1]) for i in range(3)])
+        assert (out - single).abs().max().item() < 1e-5
+        for size in [(1, 1), (2, 3), (5, 1)]:
+            assert net(torch.rand(1, 3, *size)).shape == (1, 3, size[0] * scale, size[1] * scale), size
+
+
+@pytest.mark.parametrize('scale', [1, 2])
+@pytest.mark.parametrize('up', ['nearest+conv', 'dysample'])
+def test_realm_unshuffled_features_below_half_the_window(scale: int, up: str) -> None:
+    """x1 with unshuffle: a 64x64 image is 16x16 features, below half of a 32x32 window."""
+    net = randomize(realm(up, scale, True, window_size=32)).eval()
+    for size in [(64, 64), (1, 1), (3, 70)]:
+        with torch.no_grad():
+            out = net(torch.rand(2, 3, *size))
+        assert out.shape == (2, 3, size[0] * scale, size[1] * scale) and torch.isfinite(out).all()
+
+
+def test_realm_padding_to_the_unshuffle_factor_is_the_authors_reflection() -> None:
+    """An odd input is reflect-padded (bottom/right) to a multiple of f, processed, cropped."""
+    net = randomize(realm('pixelshuffledirect', 1, True)).eval()
+    x = torch.rand(1, 3, 10, 7)
+    padded = F.pad(x, (0, 1, 0, 2), mode='reflect')
+    with torch.no_grad():
+        assert (net(x) - net(padded)[..., :10, :7]).abs().max().item() < 1e-6
+
+
+@pytest.mark.parametrize('cfg', REALM_CONFIGS, ids=config_id)
+def test_realm_train_mode_gradients_reach_every_parameter(cfg: tuple[str, int, bool]) -> None:
+    up, scale, unshuffle = cfg
+    net = randomize(realm(up, scale, unshuffle, mid_dim=16 if up == 'dysample' else 8)).train()
+    out = net(torch.rand(2, 3, 12, 10))
+    out.square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize('use_dysample', [False, True])
+def test_esc_real_sizes_and_gradients(use_dysample: bool) -> None:
+    net = randomize(ESCReal(**TINY, use_dysample=use_dysample))
+    with torch.no_grad():
+        for size in [(1, 1), (2, 3), (3, 3), (9, 4)]:  # the skip's 7x7 reflect conv pads by 3
+            out = net.eval()(torch.rand(1, 3, *size))
+            assert out.shape == (1, 3, 4 * size[0], 4 * size[1]) and torch.isfinite(out).all()
+    out = net.train()(torch.rand(2, 3, 6, 5))
+    out.square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize('size', [(1, 1), (1, 5), (2, 2), (3, 4), (4, 4), (9, 7)])
+def test_any_size_reflect_padding(size: tuple[int, int]) -> None:
+    """The skip branch's padding: F.pad's reflection where valid, numpy's repeated reflection beyond."""
+    x = torch.randn(2, 3, *size)
+    out = reflect_pad_any_size(x, 3)
+    expected = torch.from_numpy(np.pad(x.numpy(), ((0, 0), (0, 0), (3, 3), (3, 3)), mode='reflect'))
+    assert torch.equal(out, expected)
+    if min(size) > 3:
+        assert torch.equal(out, F.pad(x, (3, 3, 3, 3), mode='reflect'))
+
+
+def test_realm_constructor_errors() -> None:
+    with pytest.raises(ValueError, match='does not upsample'):
+        ESCRealM(**TINY, upscaling_factor=2, upsampler='conv', unshuffle_mod=False)
+    # conv cannot upsample: at x1 it never unshuffles (a same-size network), whatever unshuffle_mod says
+    same_size = ESCRealM(**TINY, upscaling_factor=1, upsampler='conv')
+    assert same_size.unshuffle == 1 and same_size.proj.weight.shape == (16, 3, 3, 3)
+    with pytest.raises(ValueError, match='powers of two'):
+        ESCRealM(**TINY, upscaling_factor=5, upsampler='nearest+conv')
+    with pytest.raises(ValueError, match='upsampler must be one of'):
+        ESCRealM(**TINY, upsampler='pa_up')
+    with pytest.raises(TypeError):
+        ESCRealM(**TINY, scale=2)  # the authors' name is upscaling_factor
+
+
+# ----------------------------------------------------------------------------------------- presets
+
+def test_esc_real_preset_is_the_released_configuration() -> None:
+    from esc_basicsr.archs import build, network_g
+
+    fix = load_fixture('esc_real_x4_small.pt')  # the released layout with 1 block instead of 10
+    assert network_g('esc_real', 4) == dict(fix['kwargs'], type='ESCReal', n_blocks=10)
+    net = build('esc_real', 4)
+    assert n_params(net) == 2_265_307
+    small = {k: v for k, v in net.state_dict().items() if not k.startswith('blocks.') or k.startswith('blocks.0.')}
+    assert {k: v.shape for k, v in small.items()} == {k: v.shape for k, v in fix['state_dict'].items()}
+
+
+@pytest.mark.parametrize('scale, params', [(1, 2_296_987), (2, 2_271_643), (3, 2_228_379), (4, 2_265_307)])
+def test_esc_realm_preset(scale: int, params: int) -> None:
+    from esc_basicsr.archs import build
+
+    net = build('esc_realm', scale)
+    assert type(net) is ESCRealM and n_params(net) == params
+    assert (net.to_img.upsample, net.to_img.mid_dim, net.unshuffle_mod) == ('nearest+conv', 48, True)
+    assert net.unshuffle == (4 // scale if scale < 3 else 1)
+
+
+# ------------------------------------------------------------------------- deployment and export
+
+@pytest.mark.parametrize('name', FIXTURES)
+def test_folding_the_geometric_ensemble_keeps_the_output(name: str) -> None:
+    fix = load_fixture(name)
+    net = CLASSES[fix['arch']](**fix['kwargs']).eval()
+    net.load_state_dict(fix['state_dict'])
+    fold_geometric_ensemble(net)
+    assert isinstance(net.plk_func, torch.nn.Identity)
+    with torch.no_grad():
+        assert (net(fix['input']) - fix['output']).abs().max().item() <= 1e-4
+    fresh = CLASSES[fix['arch']](**fix['kwargs']).eval()  # a folded checkpoint loads into the training form
+    fresh.load_state_dict(net.state_dict(), strict=True)
+    with torch.no_grad():
+        assert (fresh(fix['input']) - fix['output']).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize('arch', ['ESCReal', 'ESCRealM'])
+def test_deploy_folds_the_real_family(arch: str) -> None:
+    """``deploy`` (driven by archs/table.py) folds ESCReal and ESCRealM like ESC."""
+    from esc_basicsr.archs.deploy import deploy, is_deployed
+
+    net = CLASSES[arch](**TINY)
+    deploy(net)
+    assert is_deployed(net) and isinstance(net.plk_func, torch.nn.Identity)
+
+
+EXPORT_CONFIGS = {
+    'esc_real': (ESCReal, {}),
+    'esc_real_dysample': (ESCReal, dict(use_dysample=True)),
+    'realm_x1_dysample_unshuffle': (ESCRealM, dict(upscaling_factor=1, upsampler='dysample')),
+    'realm_x2_pixelshuffle_unshuffle': (ESCRealM, dict(upscaling_factor=2, upsampler='pixelshuffle')),
+    'realm_x3_nearest': (ESCRealM, dict(upscaling_factor=3, upsampler='nearest+conv')),
+}
+
+
+@pytest.mark.parametrize('name', list(EXPORT_CONFIGS))
+def test_onnx_parity_with_dynamic_sizes(name: str, tmp_path) -> None:
+    from esc_basicsr.tools.onnx_export import export_onnx, verify_onnx
+
+    cls, kw = EXPORT_CONFIGS[name]
+    net = fold_geometric_ensemble(randomize(cls(**TINY, attn_type='sdpa', **kw))).eval()
+    path = str(tmp_path / f'{name}.onnx')
+    export_onnx(net, path, (2, 3, 21, 19))
+    # other sizes and batches than the traced one, down to 1x1 (DySample's grid_sample included)
+    results = verify_onnx(net, path, [(1, 3, 30, 17), (3, 3, 9, 40), (1, 3, 2, 3), (1, 3, 1, 1)])
+    r = net.upscaling_factor
+    assert [res['output'] for res in results] == [(1, 3, 30 * r, 17 * r), (3, 3, 9 * r, 40 * r), (1, 3, 2 * r, 3 * r),
+                                                  (1, 3, r, r)]
+    assert max(res['max_abs_diff'] for res in results) < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ['realm_x1_dysample_unshuffle'])  # DySample and the unshuffled input
+def test_dynamo_onnx_export(name: str, tmp_path) -> None:
+    from esc_basicsr.tools.onnx_export import export_onnx, verify_onnx
+
+    cls, kw = EXPORT_CONFIGS[name]
+    net = fold_geometric_ensemble(randomize(cls(**TINY, attn_type='sdpa', **kw))).eval()
+    path = str(tmp_path / f'{name}.onnx')
+    export_onnx(net, path, (2, 3, 21, 19), exporter='dynamo')
+    results = verify_onnx(net, path, [(1, 3, 30, 17), (3, 3, 9, 40)])
+    assert max(res['max_abs_diff'] for res in results) < 1e-4
