@@ -157,3 +157,12 @@ def test_esc_recipe_and_links(path):
         x2 = name.replace(f'_x{scale}', '_x2')
         assert opt['path']['pretrain_network_g'] == f'experiments/{x2}/models/net_g_latest.pth'
         assert opt['path']['param_key_g'] == 'params_ema' and opt['path']['strict_load_g'] is True
+
+
+def test_readme_architecture_table_is_generated_from_the_table():
+    from esc_basicsr.tools.arch_docs import END, START, architecture_table
+
+    readme = (REPO / 'README.md').read_text(encoding='utf-8')
+    block = readme.split(START, 1)[1].split(END, 1)[0].strip()
+    assert block == architecture_table(), 'run: python -m esc_basicsr.tools.arch_docs --write README.md'
+    assert '| x2 946,728 / x3 955,383 / x4 967,500 |' in block  # the paper's Table 2 (ESC)
