@@ -134,6 +134,17 @@ def test_liif_dataset_random_scales_and_sampling(data) -> None:
     assert len(scales) > 1
 
 
+def test_liif_dataset_from_prepared_hr_lmdb(data, tmp_path) -> None:
+    """The HR LMDB of `prepare div2k` (its LR LMDBs are not needed)."""
+    assert prepare.main(['div2k', '--hr', str(data['hr']), '--out', str(tmp_path), '--name', 'T', '--scales', '2',
+                         '--crop-size', '64', '--step', '64', '--workers', '1']) == 0
+    ds = LIIFDataset({'dataroot_gt': str(tmp_path / 'T_HR_sub.lmdb'), 'io_backend': {'type': 'lmdb'}, 'lq_size': 16,
+                      'sample_q': 200})
+    item = ds[len(ds) - 1]
+    assert len(ds) == 8 and item['gt_path'] == 'b_s004'  # 64px sub-images, 4 per image (border crops included)
+    assert item['lq'].shape == (3, 16, 16) and item['gt'].shape == (200, 3) and 1 <= item['scale'] <= 4
+
+
 @pytest.mark.parametrize('opt, match', [
     ({'sample_q': 10 ** 6}, 'sample_q'),
     ({'scale_min': 3, 'scale_max': 2}, 'scale_min'),
