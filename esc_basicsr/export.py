@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 from .tools.cli import parse_size, preset_choices, preset_name
 
@@ -65,44 +65,53 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Export; returns the exit code (0 ok, 1 verification above --atol or export failure, 2 bad arguments)."""
-    args = build_parser().parse_args(argv)
-    if not args.output and not args.onnx:
-        print('error: nothing to write: give -o/--output (deployed checkpoint) and/or --onnx', file=sys.stderr)
-        return 2
-    import esc_basicsr  # noqa: F401  (registers the architectures)
+class UsageError(ValueError):
+    """A problem with the arguments or files given (exit code 2)."""
 
-    from .tools.atomic import atomic_path
-    from .tools.loading import load_network, save_deployed
-    from .tools.onnx_export import ExportError, export_onnx, verify_onnx
+
+def load_for_export(args: argparse.Namespace) -> Any:
+    """Check the arguments and files before anything is built or written; load the network.
+
+    Raises:
+        UsageError: with the message to print.
+    """
+    from .tools.loading import load_network
     from .tools.options_check import check_network_g, check_weights_file, load_error_message, read_option_file
     from .tools.output_paths import check_distinct_files
-    from .tools.tiling import tile_alignment
 
-    try:  # checked before anything is built or written
+    if not args.output and not args.onnx:
+        raise UsageError('nothing to write: give -o/--output (deployed checkpoint) and/or --onnx')
+    try:
         check_distinct_files({'-o': args.output, '--onnx': args.onnx}, {'--weights': args.weights, '--opt': args.opt})
         if args.opt is not None:
             check_network_g(read_option_file(args.opt)['network_g'], f'--opt {args.opt}: network_g')
         check_weights_file(args.weights)
-        network = load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
-                               attn_type=args.attn, param_key=args.param_key)
+        return load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
+                            attn_type=args.attn, param_key=args.param_key)
     except Exception as exc:  # noqa: BLE001 - a failure before anything is written is a usage error
         known = isinstance(exc, (OSError, ValueError, KeyError, RuntimeError))
         message = load_error_message(args.weights, exc) or (str(exc) if known else f'{type(exc).__name__}: {exc}')
-        print(f'error: {message}', file=sys.stderr)
-        return 2
-    model = network.model.float().cpu()
-    if args.output:
-        try:  # atomically: a temporary file next to the target (folders created), renamed when complete
-            with atomic_path(args.output) as tmp:
-                save_deployed(tmp, model, network.network_g, network.scale)
-        except OSError as exc:
-            print(f'error: cannot write {args.output}: {exc.strerror or exc}', file=sys.stderr)
-            return 2
-        print(f'deployed checkpoint: {args.output} ({network.network_g["type"]} x{network.scale})')
-    if not args.onnx:
-        return 0
+        raise UsageError(message) from exc
+
+
+def write_deployed(args: argparse.Namespace, model: Any, network: Any) -> None:
+    """The deployed checkpoint, written atomically (folders created). Raises :class:`UsageError`."""
+    from .tools.atomic import atomic_path
+    from .tools.loading import save_deployed
+
+    try:  # a temporary file next to the target, renamed when complete
+        with atomic_path(args.output) as tmp:
+            save_deployed(tmp, model, network.network_g, network.scale)
+    except OSError as exc:
+        raise UsageError(f'cannot write {args.output}: {exc.strerror or exc}') from exc
+    print(f'deployed checkpoint: {args.output} ({network.network_g["type"]} x{network.scale})')
+
+
+def write_and_verify_onnx(args: argparse.Namespace, model: Any) -> int:
+    """Export ONNX (atomically) and compare onnxruntime with PyTorch; returns the exit code."""
+    from .tools.atomic import atomic_path
+    from .tools.onnx_export import ExportError, export_onnx, verify_onnx
+    from .tools.tiling import tile_alignment
 
     batch = 1 if args.static_batch else 2
     trace, verify = default_sizes(tile_alignment(model), batch)
@@ -115,32 +124,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         with atomic_path(args.onnx) as tmp:
             export_onnx(model, str(tmp), trace, exporter=args.exporter, dynamic_batch=not args.static_batch,
                         opset=args.opset)
+        dims = 'height, width' if args.static_batch else 'batch, height, width'
+        print(f'ONNX: {args.onnx} (dynamic {dims}; {args.exporter} exporter, attention {args.attn}, '
+              f'{time.perf_counter() - start:.1f} s)')
+        results = verify_onnx(model, args.onnx, verify) if args.verify else []
     except OSError as exc:
         print(f'error: cannot write {args.onnx}: {exc.strerror or exc}', file=sys.stderr)
         return 2
     except ExportError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
-    dims = 'height, width' if args.static_batch else 'batch, height, width'
-    print(f'ONNX: {args.onnx} (dynamic {dims}; {args.exporter} exporter, attention {args.attn}, '
-          f'{time.perf_counter() - start:.1f} s)')
-    if not args.verify:
-        return 0
-    try:
-        results = verify_onnx(model, args.onnx, verify)
-    except ExportError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 1
-    worst = 0.0
     for r in results:
-        size = 'x'.join(map(str, r['size']))
-        out = 'x'.join(map(str, r['output']))
+        size, out = 'x'.join(map(str, r['size'])), 'x'.join(map(str, r['output']))
         print(f'onnxruntime vs PyTorch: input {size} -> {out}: max abs diff {r["max_abs_diff"]:.2e}')
-        worst = max(worst, r['max_abs_diff'])
+    worst = max((r['max_abs_diff'] for r in results), default=0.0)
     if worst > args.atol:
         print(f'error: ONNX output differs from PyTorch by {worst:.2e} > --atol {args.atol:g}', file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Export; returns the exit code (0 ok, 1 verification above --atol or export failure, 2 bad arguments)."""
+    args = build_parser().parse_args(argv)
+    try:
+        network = load_for_export(args)
+        model = network.model.float().cpu()
+        if args.output:
+            write_deployed(args, model, network)
+    except UsageError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    return write_and_verify_onnx(args, model) if args.onnx else 0
 
 
 if __name__ == '__main__':

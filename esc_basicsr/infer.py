@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -146,70 +147,77 @@ def process_batch(upscaler: Upscaler, items: list, alpha_mode: str) -> list[Exce
     return errors
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run inference; returns the exit code (0: all written, 1: some failed, 2: bad arguments)."""
-    args = build_parser().parse_args(argv)
-    import esc_basicsr  # noqa: F401  (registers the architectures)
-    from tqdm import tqdm
+@dataclass
+class Run:
+    """Everything decided before the first image is read (see :func:`prepare_run`)."""
 
-    from .tools.image_io import DEFAULT_MAX_PIXELS, ImageReadError, ImageWriteError, output_format, plan_output, \
-        read_image
+    plan: list  # (input path, output path)
+    upscaler: Upscaler
+    network: Any
+    max_pixels: int
+
+
+def prepare_run(args: argparse.Namespace) -> Run:
+    """Check everything that can be checked before the first image (paths, names, output format,
+    network, weights, writability) and load the network. Raises on any usage error."""
     from .tools.atomic import check_writable
-    from .tools.infer_compare import check_gt_dir, compare_outputs
+    from .tools.image_io import DEFAULT_MAX_PIXELS, output_format
+    from .tools.infer_compare import check_gt_dir
     from .tools.loading import load_network
-    from .tools.options_check import check_network_g, check_weights_file, load_error_message, read_option_file
+    from .tools.options_check import check_network_g, check_weights_file, read_option_file
     from .tools.output_paths import list_inputs, plan_outputs
     from .tools.runtime import resolve_device, resolve_dtype
 
     if args.batch_size < 1 or args.tile < 0 or args.tile_pad < 0 or (args.max_pixels is not None
                                                                       and args.max_pixels < 1):
-        print('error: --batch-size and --max-pixels must be >= 1, --tile and --tile-pad >= 0', file=sys.stderr)
-        return 2
-    max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
-    try:  # everything that can be checked before the first image: paths, names, format, network
-        if args.ext is not None:
-            output_format(args.ext)
-        if args.compare is not None:
-            check_gt_dir(args.compare)
-        inputs = list_inputs(args.input, exclude=[args.output] + ([args.compare] if args.compare else []))
-        if not inputs:
-            raise ValueError(f'no images found in {args.input!r}')
-        plan = plan_outputs(inputs, args.output, args.suffix, args.ext, input_spec=args.input)
-        device = resolve_device(args.device)
-        dtype = resolve_dtype(args.precision, device)
-        if args.opt is not None:
-            check_network_g(read_option_file(args.opt)['network_g'], f'--opt {args.opt}: network_g')
-        check_weights_file(args.weights)
-        if isinstance(args.scale, float) and args.model is not None:
-            raise ValueError(f'--scale {args.scale:g} needs an arbitrary-scale network (ESCLTE, with --opt); '
-                             f'the preset {args.model!r} upscales by an integer')
-        network = load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
-                               attn_type=args.attn, param_key=args.param_key)
-        if isinstance(args.scale, float) and not getattr(network.model, 'arbitrary_scale', False):
-            raise ValueError(f'--scale {args.scale:g} needs an arbitrary-scale network (ESCLTE); '
-                             f'{type(network.model).__name__} upscales by x{network.scale}')
-        try:  # last, so that a refused run creates no folder
-            check_writable(args.output)
-        except OSError as exc:
-            raise ValueError(f'-o {args.output}: cannot write there ({exc.strerror or exc})') from None
-    except Exception as exc:  # noqa: BLE001 - any failure before the first image is a usage error
-        known = isinstance(exc, (OSError, ValueError, KeyError, RuntimeError))
-        message = load_error_message(args.weights, exc) or (str(exc) if known else f'{type(exc).__name__}: {exc}')
-        print(f'error: {message}', file=sys.stderr)
-        return 2
+        raise ValueError('--batch-size and --max-pixels must be >= 1, --tile and --tile-pad >= 0')
+    if args.ext is not None:
+        output_format(args.ext)
+    if args.compare is not None:
+        check_gt_dir(args.compare)
+    inputs = list_inputs(args.input, exclude=[args.output] + ([args.compare] if args.compare else []))
+    if not inputs:
+        raise ValueError(f'no images found in {args.input!r}')
+    plan = plan_outputs(inputs, args.output, args.suffix, args.ext, input_spec=args.input)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.precision, device)
+    if args.opt is not None:
+        check_network_g(read_option_file(args.opt)['network_g'], f'--opt {args.opt}: network_g')
+    check_weights_file(args.weights)
+    if isinstance(args.scale, float) and args.model is not None:
+        raise ValueError(f'--scale {args.scale:g} needs an arbitrary-scale network (ESCLTE, with --opt); '
+                         f'the preset {args.model!r} upscales by an integer')
+    network = load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
+                           attn_type=args.attn, param_key=args.param_key)
+    if isinstance(args.scale, float) and not getattr(network.model, 'arbitrary_scale', False):
+        raise ValueError(f'--scale {args.scale:g} needs an arbitrary-scale network (ESCLTE); '
+                         f'{type(network.model).__name__} upscales by x{network.scale}')
+    try:  # last, so that a refused run creates no folder
+        check_writable(args.output)
+    except OSError as exc:
+        raise ValueError(f'-o {args.output}: cannot write there ({exc.strerror or exc})') from None
     upscaler = Upscaler(network, device, dtype, args.tile, args.tile_pad)
-    notes: dict[str, int] = {}
+    return Run(plan, upscaler, network, args.max_pixels or DEFAULT_MAX_PIXELS)
 
+
+def upscale_all(run: Run, args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]], dict[str, int]]:
+    """Read, upscale (same-size images in batches) and write every planned image; one failure never
+    stops the others. Returns (images written, [(input, why it failed)], {note: count})."""
+    from tqdm import tqdm
+
+    from .tools.image_io import ImageReadError, ImageWriteError, plan_output, read_image
+
+    notes: dict[str, int] = {}
     failed: list[tuple[Path, str]] = []
     written = 0
-    bar = tqdm(total=len(inputs), unit='img', disable=args.quiet, file=sys.stderr)
+    bar = tqdm(total=len(run.plan), unit='img', disable=args.quiet, file=sys.stderr)
 
     def flush(batch: list) -> None:
         nonlocal written
         if not batch:
             return
         try:
-            errors = process_batch(upscaler, [(img, out, how) for _, img, out, how in batch], args.alpha)
+            errors = process_batch(run.upscaler, [(img, out, how) for _, img, out, how in batch], args.alpha)
         except Exception as exc:  # e.g. out of memory: report these images, go on with the others
             errors = [exc] * len(batch)
         for (src, *_), exc in zip(batch, errors):
@@ -222,9 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch.clear()
 
     batch: list = []
-    for src, out in plan:
+    for src, out in run.plan:
         try:
-            img = read_image(src, max_pixels)
+            img = read_image(src, run.max_pixels)
             how = plan_output(img.layout, img.dtype, out.suffix, drop_alpha=args.alpha == 'drop')
         except (ImageReadError, ImageWriteError, ValueError) as exc:
             failed.append((src, str(exc)))
@@ -238,7 +246,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch.append((src, img, out, how))
     flush(batch)
     bar.close()
+    return written, failed, notes
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run inference; returns the exit code (0: all written, 1: some failed, 2: bad arguments)."""
+    from .tools.infer_compare import compare_outputs
+    from .tools.options_check import load_error_message
+
+    args = build_parser().parse_args(argv)
+    try:
+        run = prepare_run(args)
+    except Exception as exc:  # noqa: BLE001 - any failure before the first image is a usage error
+        known = isinstance(exc, (OSError, ValueError, KeyError, RuntimeError))
+        message = load_error_message(args.weights, exc) or (str(exc) if known else f'{type(exc).__name__}: {exc}')
+        print(f'error: {message}', file=sys.stderr)
+        return 2
+    written, failed, notes = upscale_all(run, args)
     for note, n in notes.items():
         print(f'note: {n} image(s): {note}', file=sys.stderr)
     print(f'{written} image(s) written to {args.output}' + (f', {len(failed)} failed:' if failed else ''),
@@ -247,8 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f'  {src}: {why}', file=sys.stderr)
     if args.compare is not None:
         bad = {src for src, _ in failed}
-        compare_outputs([(s, o) for s, o in plan if s not in bad], args.compare, upscaler.scale, args.output,
-                        model_label=type(network.model).__name__)
+        compare_outputs([(s, o) for s, o in run.plan if s not in bad], args.compare, run.upscaler.scale, args.output,
+                        model_label=type(run.network.model).__name__)
     return 1 if failed else 0
 
 
