@@ -13,14 +13,15 @@ import numpy as np
 from ..tools.atomic import TMP_MARK, remove_stale_temporaries, write_bytes
 from ..tools.atomic import check_writable as atomic_check_writable
 from ..tools.image_io import DEFAULT_MAX_PIXELS, ImageReadError, read_bgr8
+from ..tools.image_io import IMAGE_EXTENSIONS as READER_EXTENSIONS
+from ..tools.image_markers import PNG_END, PNG_SIGNATURE
 
 __all__ = ['IMAGE_EXTENSIONS', 'ImageError', 'TMP_MARK', 'check_writable', 'encode_png', 'list_images',
            'png_complete', 'read_bgr', 'remove_stale_temporaries', 'safe_stem', 'source_digest', 'write_atomic',
            'write_png']
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
-PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-PNG_END = b'IEND\xaeB`\x82'
+# HR sources: the formats of the tools' reader except float EXR (training data is 8/16-bit)
+IMAGE_EXTENSIONS = tuple(ext for ext in READER_EXTENSIONS if ext != '.exr')
 
 
 class ImageError(ValueError):

@@ -28,6 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .image_markers import PNG_SIGNATURE
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.exr')
 # 2**28 = 268 M pixels (16384 x 16384): ~3 GB as float32 RGB, the largest image decoded by default
 DEFAULT_MAX_PIXELS = 2 ** 28
@@ -304,7 +306,7 @@ def encode_png_gray_alpha(pixels: np.ndarray, level: int = 6) -> bytes:
     raw = pixels.astype('>u2' if depth == 16 else np.uint8).reshape(h, -1).view(np.uint8)
     rows = np.concatenate([np.zeros((h, 1), np.uint8), raw], axis=1)  # filter type 0 on every row
     ihdr = struct.pack('>IIBBBBB', w, h, depth, 4, 0, 0, 0)
-    return (b'\x89PNG\r\n\x1a\n' + _png_chunk(b'IHDR', ihdr) + _png_chunk(b'IDAT', zlib.compress(rows.tobytes(), level))
+    return (PNG_SIGNATURE + _png_chunk(b'IHDR', ihdr) + _png_chunk(b'IDAT', zlib.compress(rows.tobytes(), level))
             + _png_chunk(b'IEND', b''))
 
 
