@@ -19,6 +19,7 @@ Nothing is compiled or imported eagerly: importing this module and constructing 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from typing import Callable
@@ -143,13 +144,38 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor)
 _compiled_flex: Callable | None = None
 
 
+def _size_oblivious() -> contextlib.AbstractContextManager:
+    """Dynamo specialises dimensions of size 0/1 even with ``dynamic=True``, so an image of one
+    window would compile a second graph; size-oblivious reasoning keeps one graph for every image
+    size. A private PyTorch setting: where it is missing, the extra compile is the only cost."""
+    try:
+        import torch.fx.experimental._config as fx_config
+        return fx_config.patch(backed_size_oblivious=True)
+    except (ImportError, AttributeError, KeyError):  # pragma: no cover - other PyTorch versions
+        return contextlib.nullcontext()
+
+
+def compile_flex(**compile_kwargs) -> Callable:
+    """``torch.compile(flex_attention, dynamic=True)``, called with size-oblivious shapes (one graph
+    for every number of windows, including one)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    compiled = torch.compile(flex_attention, dynamic=True, **compile_kwargs)
+
+    def call(*args, **kwargs):
+        with _size_oblivious():
+            return compiled(*args, **kwargs)
+
+    return call
+
+
 def _flex_function(device: torch.device) -> Callable:
     global _compiled_flex
-    from torch.nn.attention.flex_attention import flex_attention
     if device.type != 'cuda':
+        from torch.nn.attention.flex_attention import flex_attention
         return flex_attention
     if _compiled_flex is None:
-        _compiled_flex = torch.compile(flex_attention, dynamic=True)
+        _compiled_flex = compile_flex()
     return _compiled_flex
 
 

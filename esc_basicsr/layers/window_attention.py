@@ -68,8 +68,11 @@ class WindowAttention(nn.Module):
         # (B, 3*C, Hs, Wp) -> (3, B*nh*nw, heads, ws*ws, head_dim), going through the channels-last
         # view (free for channels-last features, one copy otherwise)
         qkv = self.to_qkv(x).permute(0, 2, 3, 1).reshape(b, nh, ws, nw, ws, 3, heads, hd)
-        qkv = qkv.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(3, b * nh * nw, heads, ws * ws, hd)
-        out = windowed_attention(qkv[0], qkv[1], qkv[2], self.relative_position_bias, ws, backend)
+        # q, k and v as three tensors of their own (each reshape gathers its windows), not views of
+        # one buffer: compiled FlexAttention would guard on the shared base (a graph per size)
+        q, k, v = (t.reshape(b * nh * nw, heads, ws * ws, hd).contiguous()
+                   for t in qkv.permute(5, 0, 1, 3, 6, 2, 4, 7).unbind(0))
+        out = windowed_attention(q, k, v, self.relative_position_bias, ws, backend)
         # (B*nh*nw, heads, ws*ws, head_dim) -> (B, Hs, Wp, C)
         return out.view(b, nh, nw, heads, ws, ws, hd).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, hs, wp, c)
 
