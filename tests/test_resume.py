@@ -245,3 +245,15 @@ def test_corrupt_or_missing_lmdb_entry_is_named(data, tmp_path):
         dataset[keys.index('a_s002')]
     with pytest.raises(KeyError, match=r"lq\.lmdb: no entry for key 'a_s003'"):
         dataset[keys.index('a_s003')]
+
+
+def test_authors_model_options_are_not_ignored_by_other_models(data, tmp_path, in_process):
+    opt = tiny_train_options(data, 'amp_on_srmodel', total_iter=1, checkpoint_freq=1)
+    opt['use_amp'] = True  # model_type is SRModel, which has no mixed precision
+    with pytest.raises(ValueError, match=r'use_amp is read by model_type ESRModel.*SRModel would ignore it'):
+        in_process(write_options(opt, tmp_path / 'train.yml'))
+    assert not (tmp_path / 'experiments').exists()
+    opt['use_amp'], opt['train']['gradient_clip'] = False, 0.5
+    with pytest.raises(ValueError, match=r'train\.gradient_clip'):
+        in_process(write_options(opt, tmp_path / 'train.yml'))
+    option_checks.check_model_options(dict(opt, model_type='ESRModel'))  # the model that reads them

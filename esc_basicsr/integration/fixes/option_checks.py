@@ -69,6 +69,25 @@ def check_pretrain_paths(opt: dict, opt_file: str = '?') -> None:
                                     f'from {os.getcwd()}; see docs/training.md).')
 
 
+# options that only esc_basicsr's ESRModel reads (BasicSR's models would ignore them silently)
+ESR_MODEL_OPTIONS = ('use_amp', 'amp_dtype', 'train.gradient_clip', 'train.reset_momentum_iter')
+
+
+def check_model_options(opt: dict, opt_file: str = '?') -> None:
+    """Raise ``ValueError`` when an option of the authors' ``ESRModel`` (mixed precision, gradient
+    clipping, momentum reset) is set while ``model_type`` is a model that would ignore it."""
+    model_type = opt.get('model_type')
+    if model_type == 'ESRModel' or not opt.get('is_train', True):
+        return
+    for key in ESR_MODEL_OPTIONS:
+        section, _, name = key.rpartition('.')
+        holder = opt.get(section) if section else opt
+        if isinstance(holder, dict) and holder.get(name) not in (None, False):
+            raise ValueError(f'{opt_file}: {key} is read by model_type ESRModel (the authors\' model, '
+                             f'docs/training.md); {model_type} would ignore it. Set model_type: ESRModel '
+                             f'or remove {key}.')
+
+
 def _wrap_parse_options(original: Callable) -> Callable:
     @functools.wraps(original)
     def parse_options(root_path: str, is_train: bool = True):
@@ -77,6 +96,7 @@ def _wrap_parse_options(original: Callable) -> Callable:
         from ...tools.options_check import check_scale_agreement  # network_g scale == top-level scale
         check_scale_agreement(opt, getattr(args, 'opt', '?'))
         check_pretrain_paths(opt, getattr(args, 'opt', '?'))
+        check_model_options(opt, getattr(args, 'opt', '?'))
         patch_resume_modules()
         return opt, args
 
