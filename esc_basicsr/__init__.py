@@ -18,8 +18,9 @@ _install_hook()
 
 # torch-only names, imported on first access (PEP 562) so that `import esc_basicsr` stays cheap
 _LAZY = {
-    'ESC': 'archs', 'ESCFP': 'archs', 'ESCReal': 'archs', 'ESCRealM': 'archs', 'ESCLTE': 'archs', 'ELAN': 'archs',
-    'build': 'archs', 'network_g': 'archs', 'detect': 'archs', 'from_state_dict': 'archs', 'ConvAttn': 'layers', 'WindowAttention': 'layers', 'geometric_ensemble': 'layers',
+    **dict.fromkeys(('ESC', 'ESCFP', 'ESCReal', 'ESCRealM', 'ESCLTE', 'ELAN', 'build', 'network_g', 'detect',
+                     'from_state_dict'), 'archs'),
+    **dict.fromkeys(('ConvAttn', 'WindowAttention', 'geometric_ensemble'), 'layers'),
 }
 
 __all__ = ['__version__', *_LAZY]

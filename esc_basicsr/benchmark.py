@@ -256,38 +256,32 @@ def add_ratios(rows: list[dict[str, Any]], baseline: str | None) -> None:
             row['mem_ratio'] = row['mem_added_mb'] / base['mem_added_mb']
 
 
-def format_train_table(rows: list[dict[str, Any]], baseline: str | None) -> str:
-    """Markdown table of training-step rows (``--train``)."""
-    ratio_head = f' vs {baseline}' if baseline else ''
-    lines = [f'| model | attn | params (K) | step (ms) | images/s | memory added (MB) | peak (MB) | '
-             f'time ratio{ratio_head} | memory ratio{ratio_head} |',
-             '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
-    for r in rows:
-        if r.get('error'):
-            lines.append(f'| {r["label"]} | - | - | error: {r["error"][:120]} | - | - | - | - | - |')
-            continue
-        lines.append(f'| {r["label"]} | {r.get("attn") or "-"} | {_fmt(r["params"] / 1e3, ".1f")} | '
-                     f'{_fmt(r.get("step_ms"), ".0f")} | {_fmt(r.get("images_per_s"), ".2f")} | '
-                     f'{_fmt(r.get("mem_added_mb"), ".0f")} | {_fmt(r.get("mem_peak_mb"), ".0f")} | '
-                     f'{_fmt(r.get("ratio"), ".2f")} | {_fmt(r.get("mem_ratio"), ".2f")} |')
-    return '\n'.join(lines)
+def _macs_g(row: dict[str, Any]) -> float | None:
+    return row['macs'] / 1e9 if row.get('macs') is not None else None
 
 
-def format_table(rows: list[dict[str, Any]], baseline: str | None) -> str:
-    """Markdown table of the result rows."""
+# (heading, value of a row, format): the columns between "params" and "memory added"
+_INFERENCE_COLUMNS = (('MACs (G)', _macs_g, '.1f'), ('latency (ms)', lambda r: r.get('latency_ms'), '.1f'))
+_TRAIN_COLUMNS = (('step (ms)', lambda r: r.get('step_ms'), '.0f'),
+                  ('images/s', lambda r: r.get('images_per_s'), '.2f'))
+
+
+def format_table(rows: list[dict[str, Any]], baseline: str | None, train: bool = False) -> str:
+    """Markdown table of the result rows (``train``: training-step rows of ``--train``)."""
+    middle = _TRAIN_COLUMNS if train else _INFERENCE_COLUMNS
     ratio_head = f' vs {baseline}' if baseline else ''
-    lines = [f'| model | attn | params (K) | MACs (G) | latency (ms) | memory added (MB) | peak (MB) | '
-             f'time ratio{ratio_head} | memory ratio{ratio_head} |',
-             '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+    heads = ['model', 'attn', 'params (K)', *(m[0] for m in middle), 'memory added (MB)', 'peak (MB)',
+             f'time ratio{ratio_head}', f'memory ratio{ratio_head}']
+    lines = ['| ' + ' | '.join(heads) + ' |', '| --- | --- |' + ' ---: |' * (len(heads) - 2)]
     for r in rows:
         if r.get('error'):
-            lines.append(f'| {r["label"]} | - | - | - | error: {r["error"][:120]} | - | - | - | - |')
-            continue
-        macs = r['macs'] / 1e9 if r.get('macs') is not None else None
-        lines.append(f'| {r["label"]} | {r.get("attn") or "-"} | {_fmt(r["params"] / 1e3, ".1f")} | '
-                     f'{_fmt(macs, ".1f")} | {_fmt(r.get("latency_ms"), ".1f")} | '
-                     f'{_fmt(r.get("mem_added_mb"), ".0f")} | {_fmt(r.get("mem_peak_mb"), ".0f")} | '
-                     f'{_fmt(r.get("ratio"), ".2f")} | {_fmt(r.get("mem_ratio"), ".2f")} |')
+            cells = [r['label'], '-', '-', f'error: {r["error"][:120]}'] + ['-'] * (len(heads) - 4)
+        else:
+            cells = [r['label'], r.get('attn') or '-', _fmt(r['params'] / 1e3, '.1f'),
+                     *(_fmt(get(r), spec) for _, get, spec in middle),
+                     _fmt(r.get('mem_added_mb'), '.0f'), _fmt(r.get('mem_peak_mb'), '.0f'),
+                     _fmt(r.get('ratio'), '.2f'), _fmt(r.get('mem_ratio'), '.2f')]
+        lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
@@ -471,7 +465,7 @@ def report(plan: Plan, rows: list[dict[str, Any]], args: argparse.Namespace) -> 
     if args.train:
         title = (f'training step x{args.scale}: batch {args.batch_size} of {h}x{w} LR patches, L1 + AdamW, '
                  f'{cfg["device"]}{threads}, {args.precision}')
-        table = format_train_table(rows, args.baseline)
+        table = format_table(rows, args.baseline, train=True)
     else:
         title = (f'x{args.scale}, input {h}x{w} -> output {h * args.scale}x{w * args.scale} (HxW), {cfg["device"]}'
                  f'{threads}, {args.precision}')

@@ -109,7 +109,7 @@ def test_two_process_training_finishes_and_resumes(data, tmp_path: Path) -> None
     assert sorted(p.name for p in (exp / 'training_states').iterdir()) == ['2.state']
     assert len(list(tmp_path.glob('experiments/ddp*'))) == 1  # rank 1 made no folders of its own
 
-    second = torchrun(opt_file, tmp_path, '--auto_resume', '--force_yml', 'train:total_iter=4')
+    torchrun(opt_file, tmp_path, '--auto_resume', '--force_yml', 'train:total_iter=4')
     log = max(exp.glob('train_ddp_*.log'), key=os.path.getmtime).read_text()
     assert 'Resuming training from epoch: 0, iter: 2.' in log
     assert [int(i) for i in re.findall(r'iter:\s+(\d+), lr', log)] == [3, 4]
