@@ -79,3 +79,20 @@ def test_comparison_rows_read_basicsr_results(tmp_path, spec):
     assert row.psnr['model'] == pytest.approx(psnr_y(rgb(sr), rgb(gt[:h, :w]), spec.scale))
     assert row.psnr['bicubic'] == pytest.approx(psnr_y(bicubic_upscale(rgb(lq), (h, w)), rgb(gt[:h, :w]),
                                                        spec.scale))
+
+
+@pytest.mark.slow
+def test_arbitrary_scale_demo_end_to_end(tmp_path, capsys):
+    """Two iterations through the real commands (prepare, BasicSR train/test with LTEModel; 22 s on 2
+    idle cores): still LTE's bilinear skip, so below bicubic (exit code 1), with the figure and result."""
+    workdir = tmp_path / 'lte'
+    assert demo.main(['--arbitrary-scale', '--iters', '2', '--workdir', str(workdir)]) == 1
+    out = capsys.readouterr().out
+    result = yaml.safe_load((workdir / 'demo_result.json').read_text())
+    assert result['scale'] == 2.5 and result['plan']['total_iter'] == 2
+    assert result['bicubic_psnr'] == pytest.approx(30.26, abs=0.01)  # the held-out crops, MATLAB bicubic
+    assert 29.5 < result['model_psnr'] < result['bicubic_psnr']  # ~ bilinear (29.65) after 2 steps
+    assert set(result['per_image_model']) == set(demo.TEST_PHOTOS)
+    figure = workdir / 'demo_comparison.png'
+    assert f'Comparison figure (input, bicubic, ESC-LTE, ground truth): {figure}' in out
+    assert cv2.imread(str(figure)).shape[1] == 4 * 216 + 5 * 6  # 72-pixel crops enlarged 3x
