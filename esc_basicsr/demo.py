@@ -190,7 +190,7 @@ def run(cmd: list[str], cwd: Path) -> None:
 
 
 def prepare_data(workdir: Path, commands: list[list[str]]) -> bool:
-    """Run ``python -m esc_basicsr.prepare`` for each command (``photos/``, ``datasets/`` paths are workdir-relative)."""
+    """Run ``python -m esc_basicsr.prepare`` for each command (``photos/``, ``datasets/``: workdir-relative)."""
     from . import prepare
 
     for cmd in commands:

@@ -139,7 +139,8 @@ def tiny(tmp_path_factory) -> dict:
         if name == 'b':
             gt = gt[:30]  # not this input's GT at x2
         if name != 'c':  # c has no ground truth
-            cv2.imwrite(str(gt_dir / (f'{name}.jpg' if name == 'd' else f'{name}.png')), gt, [cv2.IMWRITE_JPEG_QUALITY, 100])
+            gt_name = f'{name}.jpg' if name == 'd' else f'{name}.png'
+            cv2.imwrite(str(gt_dir / gt_name), gt, [cv2.IMWRITE_JPEG_QUALITY, 100])
     return {'root': root, 'src': src, 'gt': gt_dir}
 
 

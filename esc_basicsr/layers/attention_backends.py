@@ -192,7 +192,7 @@ def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor
 
 
 def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor,
-                       window_size: int, backend: str) -> torch.Tensor:
+                       window_size: int, backend: str, bias: torch.Tensor | None = None) -> torch.Tensor:
     """Multi-head attention inside windows with a relative position bias.
 
     Args:
@@ -200,13 +200,16 @@ def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table:
         table: ``(heads, (2 * window_size - 1) ** 2)`` relative position bias table.
         window_size: window side length w.
         backend: a resolved backend name (``naive``, ``sdpa`` or ``flex``).
+        bias: ``relative_position_bias(table, window_size)`` if the caller already expanded it
+            (several calls with the same table, e.g. strips of one image); ignored by ``flex``.
 
     Returns:
         ``(num_windows * B, heads, N, head_dim)``.
     """
     if backend == 'flex':
         return _flex(q, k, v, table, window_size)
-    bias = relative_position_bias(table, window_size)
+    if bias is None:
+        bias = relative_position_bias(table, window_size)
     if backend == 'sdpa':
         return _sdpa(q, k, v, bias)
     if backend == 'naive':

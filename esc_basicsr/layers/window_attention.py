@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .attention_backends import normalize_attn_type, resolve_backend, windowed_attention
+from .attention_backends import normalize_attn_type, relative_position_bias, resolve_backend, windowed_attention
 from .export_state import is_exporting
 from .padding import pad_to_multiple
 
@@ -55,12 +55,14 @@ class WindowAttention(nn.Module):
         else:
             rows = max(1, _STRIP_QKV_ELEMS // (b * ws * wp * 3 * c))
             out = x.new_empty(b, hp, wp, c)  # channels-last storage, filled strip by strip
+            # the (heads, N, N) bias is gathered once for all strips (16 MB for a 32x32 window)
+            bias = None if backend == 'flex' else relative_position_bias(self.relative_position_bias, ws)
             for r0 in range(0, nh, rows):
                 strip = x[:, :, r0 * ws:(r0 + rows) * ws]
-                out[:, r0 * ws:r0 * ws + strip.shape[2]] = self._attend_rows(strip, nw, backend)
+                out[:, r0 * ws:r0 * ws + strip.shape[2]] = self._attend_rows(strip, nw, backend, bias)
         return self.to_out(out.permute(0, 3, 1, 2)[:, :, :h, :w])
 
-    def _attend_rows(self, x: torch.Tensor, nw: int, backend: str) -> torch.Tensor:
+    def _attend_rows(self, x: torch.Tensor, nw: int, backend: str, bias: torch.Tensor | None = None) -> torch.Tensor:
         """Attention of a window-aligned ``(B, C, r*ws, nw*ws)`` strip -> ``(B, r*ws, nw*ws, C)``."""
         b, c, hs, wp = x.shape
         ws, heads = self.window_size, self.num_heads
@@ -72,7 +74,7 @@ class WindowAttention(nn.Module):
         # one buffer: compiled FlexAttention would guard on the shared base (a graph per size)
         q, k, v = (t.reshape(b * nh * nw, heads, ws * ws, hd).contiguous()
                    for t in qkv.permute(5, 0, 1, 3, 6, 2, 4, 7).unbind(0))
-        out = windowed_attention(q, k, v, self.relative_position_bias, ws, backend)
+        out = windowed_attention(q, k, v, self.relative_position_bias, ws, backend, bias)
         # (B*nh*nw, heads, ws*ws, head_dim) -> (B, Hs, Wp, C)
         return out.view(b, nh, nw, heads, ws, ws, hd).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, hs, wp, c)
 

@@ -1,0 +1,27 @@
+"""WindowAttention's inference path (strips of window rows, one bias gather) equals the whole-image path."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from esc_basicsr.layers import WindowAttention, attention_backends
+from esc_basicsr.layers import window_attention as window_attention_module
+
+
+@pytest.mark.parametrize('attn_type', ['naive', 'sdpa', 'flex'])
+def test_strips_equal_the_whole_image(attn_type, monkeypatch):
+    torch.manual_seed(0)
+    layer = WindowAttention(dim=8, window_size=4, num_heads=2, attn_type=attn_type).eval()
+    with torch.no_grad():
+        layer.relative_position_bias.normal_()
+    x = torch.randn(2, 8, 13, 10)
+    whole = layer(x)  # autograd records: one pass over every window
+    gathers = []
+    original = attention_backends.relative_position_bias
+    monkeypatch.setattr(window_attention_module, 'relative_position_bias',
+                        lambda *a: gathers.append(1) or original(*a))
+    monkeypatch.setattr(window_attention_module, '_STRIP_QKV_ELEMS', 2 * 4 * 12 * 3 * 8)  # one window row a strip
+    with torch.no_grad():
+        strips = layer(x)
+    torch.testing.assert_close(strips, whole, atol=1e-5, rtol=0)
+    assert len(gathers) == (0 if attn_type == 'flex' else 1)  # once for the 4 strips, not per strip
