@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from . import cpu_bias_attention
 from .config import attn_override
 from .export_state import is_exporting
 
@@ -136,6 +137,10 @@ def _naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    if bias.requires_grad and torch.is_grad_enabled() and cpu_bias_attention.available(q) and not is_exporting():
+        # training on a CPU: PyTorch's fused kernel refuses a mask that needs a gradient and the
+        # math path keeps every probability matrix; fused forward + recomputing backward instead
+        return cpu_bias_attention.biased_attention(q, k, v, bias)
     # A 4-D (1, heads, N, N) mask keeps PyTorch on its fused kernels (on the CPU a 3-D mask falls
     # back to the math path, which materialises every score matrix: 2.2 GB vs 22 MB at 176x320).
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype).unsqueeze(0))
