@@ -295,19 +295,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def write_demo_photos(workdir_arg: str) -> Path:
+    """Step 1 of both demos: the work folder with the training and held-out photographs."""
+    workdir = Path(workdir_arg).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log(f'[1/5] scikit-image photographs -> {workdir}/photos (train: {len(TRAIN_PHOTOS)}, held-out test: '
+        f'{len(TEST_PHOTOS)})')
+    write_photos(workdir / 'photos' / 'train', TRAIN_PHOTOS)
+    write_photos(workdir / 'photos' / 'test', TEST_PHOTOS, crop=TEST_CROP)
+    return workdir
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.arbitrary_scale:
         from .demo_lte import run_demo
         return run_demo(args)
     started = time.perf_counter()
-    workdir = Path(args.workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-
-    log(f'[1/5] scikit-image photographs -> {workdir}/photos (train: {len(TRAIN_PHOTOS)}, held-out test: '
-        f'{len(TEST_PHOTOS)})')
-    write_photos(workdir / 'photos' / 'train', TRAIN_PHOTOS)
-    write_photos(workdir / 'photos' / 'test', TEST_PHOTOS, crop=TEST_CROP)
+    workdir = write_demo_photos(args.workdir)
 
     log('[2/5] data preparation')
     if not prepare_data(workdir, [

@@ -23,8 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .demo import TEST_CROP, TEST_PHOTOS, TRAIN_PHOTOS, TestSpec, install_options, log, prepare_data, \
-    test_and_report, train, write_photos
+from .demo import TestSpec, install_options, log, prepare_data, test_and_report, train, write_demo_photos
 
 NAME = 'demo_ESC_LTE'
 TRAIN_OPT, TEST_OPT = f'{NAME}.yml', 'demo_test_ESC_LTE_x2.5.yml'
@@ -78,13 +77,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """The arbitrary-scale demo (arguments of :func:`esc_basicsr.demo.parse_args`); exit code 0 when
     ESC-LTE beats bicubic at x2.5, 1 when not, 2 when the data could not be prepared."""
     started = time.perf_counter()
-    workdir = Path(args.workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-
-    log(f'[1/5] scikit-image photographs -> {workdir}/photos (train: {len(TRAIN_PHOTOS)}, held-out test: '
-        f'{len(TEST_PHOTOS)})')
-    write_photos(workdir / 'photos' / 'train', TRAIN_PHOTOS)
-    write_photos(workdir / 'photos' / 'test', TEST_PHOTOS, crop=TEST_CROP)
+    workdir = write_demo_photos(args.workdir)
 
     log('[2/5] data preparation (training reads the HR photographs: LIIF samples a scale per crop)')
     if not prepare_data(workdir, [['benchmark', '--hr', 'photos/test', '--out', f'datasets/{SPEC.test_set}',
