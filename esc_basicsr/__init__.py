@@ -16,19 +16,23 @@ from .version import __version__
 
 _install_hook()
 
-# torch-only names, imported on first access (PEP 562) so that `import esc_basicsr` stays cheap
-_LAZY = {
-    **dict.fromkeys(('ESC', 'ESCFP', 'ESCReal', 'ESCRealM', 'ESCLTE', 'ELAN', 'build', 'network_g', 'detect',
-                     'from_state_dict'), 'archs'),
-    **dict.fromkeys(('ConvAttn', 'WindowAttention', 'geometric_ensemble'), 'layers'),
-}
-
-__all__ = ['__version__', *_LAZY]
+__all__ = ['__version__']
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    """``esc_basicsr.ESC``, ``esc_basicsr.build``, ``esc_basicsr.ConvAttn``...: the names of
+    :mod:`esc_basicsr.archs` and :mod:`esc_basicsr.layers`, imported on first access (PEP 562) so
+    that ``import esc_basicsr`` stays cheap."""
     import importlib
-    return getattr(importlib.import_module(f'.{module}', __name__), name)
+    import os
+
+    here = os.path.dirname(__file__)
+    submodule = os.path.exists(os.path.join(here, name)) or os.path.exists(os.path.join(here, f'{name}.py'))
+    if name.startswith('_') or submodule:
+        # private names and not-yet-imported submodules (``from esc_basicsr import tools``) import no torch
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    for module_name in ('archs', 'layers'):
+        module = importlib.import_module(f'.{module_name}', __name__)
+        if name in module.__all__:
+            return getattr(module, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

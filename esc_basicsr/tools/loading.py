@@ -33,9 +33,11 @@ import torch.nn as nn
 
 from ..archs.checkpoint import extract_state_dict
 from ..archs.deploy import deploy as deploy_model
+from ..archs.table import ARCHITECTURES
 
-# constructor arguments holding the upscaling factor (ESC family, BasicSR archs, ELAN / RRDBNet)
-SCALE_KEYS = ('upscaling_factor', 'upscale', 'scale')
+# constructor arguments holding the upscaling factor: ours (from the architecture table), then
+# BasicSR's conventions (SwinIR ``upscale``; EDSR, RRDBNet ``scale``)
+SCALE_KEYS = tuple(dict.fromkeys([*(s.scale_arg for s in ARCHITECTURES.values() if s.scale_arg), 'upscale', 'scale']))
 # required constructor arguments filled with 3 (RGB) when a user leaves them out (BasicSR archs)
 _CHANNEL_KEYS = ('num_in_ch', 'num_out_ch', 'in_chans', 'colors')
 
