@@ -34,3 +34,14 @@ def load_fixture(name: str) -> dict:
 def _two_threads():
     torch.set_num_threads(2)
     yield
+
+
+def assert_reproduces_fixture(net: torch.nn.Module, fix: dict, atol: float = 1e-4) -> None:
+    """``net`` (built from ``fix['kwargs']``) loads the reference state_dict strictly, has its parameter
+    count and reproduces its output within ``atol``."""
+    net.load_state_dict(fix['state_dict'], strict=True)
+    assert sum(p.numel() for p in net.parameters()) == fix['num_params']
+    with torch.no_grad():
+        out = net.eval()(fix['input'].clone())
+    assert out.shape == fix['output'].shape
+    assert (out - fix['output']).abs().max().item() <= atol

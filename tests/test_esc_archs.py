@@ -14,7 +14,7 @@ from esc_basicsr.archs import build, convert_subpixel_scale, network_g
 from esc_basicsr.archs.deploy import deploy, is_deployed
 from esc_basicsr.layers import ConvAttn, geometric_ensemble
 
-from .conftest import load_fixture
+from .conftest import assert_reproduces_fixture, load_fixture
 
 ESC_FIXTURES = ['esc_x2.pt', 'esc_light_x4.pt', 'esc_fp_x2.pt']
 CPU_BACKENDS = ['naive', 'sdpa', 'flex']
@@ -30,13 +30,7 @@ def n_params(model: torch.nn.Module) -> int:
 @pytest.mark.parametrize('attn_type', ['auto'] + CPU_BACKENDS)
 def test_reference_fixture(name: str, attn_type: str) -> None:
     fix = load_fixture(name)
-    net = ARCH_REGISTRY.get(fix['arch'])(**fix['kwargs'], attn_type=attn_type).eval()
-    net.load_state_dict(fix['state_dict'], strict=True)
-    assert n_params(net) == fix['num_params']
-    with torch.no_grad():
-        out = net(fix['input'].clone())
-    assert out.shape == fix['output'].shape
-    assert (out - fix['output']).abs().max().item() <= 1e-4
+    assert_reproduces_fixture(ARCH_REGISTRY.get(fix['arch'])(**fix['kwargs'], attn_type=attn_type), fix)
 
 
 def test_fixture_kwargs_build_with_default_backend() -> None:

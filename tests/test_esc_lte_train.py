@@ -26,6 +26,8 @@ from esc_basicsr.data_prep.resize import imresize_to, lr_size
 from esc_basicsr.integration.data.liif_dataset import ArbitraryScalePairedDataset, LIIFDataset
 from esc_basicsr.integration.models.lte_model import LTEModel
 
+from .test_train_pipeline import reset_basicsr_logger
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(dim=16, pdim=4, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
             hidden_dim=16, imnet_hidden=[16, 16])
@@ -217,28 +219,16 @@ def test_python_m_basicsr_train_then_test_at_2_5(data, tmp_path) -> None:
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        _reset_basicsr_logger()
+        reset_basicsr_logger()
         run_test(['-opt', str(write_options(test_opt, tmp_path / 'test.yml'))])
     finally:
         os.chdir(cwd)
-        _reset_basicsr_logger()
+        reset_basicsr_logger()
     results = tmp_path / 'results' / 'lte_x2.5'
     assert sorted(p.name for p in (results / 'visualization' / 'Set5').iterdir()) == \
         ['c_lte_x2.5.png', 'd_lte_x2.5.png']
     log = next(results.glob('test_lte_x2.5_*.log')).read_text()
     assert re.search(r'# psnr: \d+\.\d+', log) and re.search(r'# ssim: 0\.\d+', log)
-
-
-def _reset_basicsr_logger() -> None:
-    import logging
-
-    from basicsr.utils import logger as basicsr_logger
-    basicsr_logger.initialized_logger.pop('basicsr', None)
-    log = logging.getLogger('basicsr')
-    for handler in list(log.handlers):
-        if isinstance(handler, logging.FileHandler):
-            log.removeHandler(handler)
-            handler.close()
 
 
 def test_paired_dataset_any_scale(data) -> None:

@@ -49,7 +49,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
             for p in folder.rglob('*') if p.is_file() and p.name != 'lock.mdb'}
 
 
-def _read_lmdb(path: Path, key: str) -> np.ndarray:
+def read_lmdb_image(path: Path, key: str) -> np.ndarray:
     env = lmdb.open(str(path), readonly=True, lock=False)
     with env.begin() as txn:
         buf = txn.get(key.encode())
@@ -78,11 +78,11 @@ def test_div2k_recipe_cli_and_rerun(hr_dir, tmp_path):
         # the LR sub-image is the MATLAB-bicubic downscale of the whole image, cropped at the same place
         lr_full = bicubic_resize(img_a, 1 / s)
         y, x = boxes[5]
-        lq = _read_lmdb(lq_lmdb, 'a_s006')
+        lq = read_lmdb_image(lq_lmdb, 'a_s006')
         assert lq.shape == (CROP // s, CROP // s, 3)
         np.testing.assert_array_equal(lq, lr_full[y // s:(y + CROP) // s, x // s:(x + CROP) // s])
-    np.testing.assert_array_equal(_read_lmdb(gt_lmdb, 'a_s006'), img_a[y:y + CROP, x:x + CROP])
-    assert _read_lmdb(gt_lmdb, 'c_s001').shape == (CROP, CROP, 3)
+    np.testing.assert_array_equal(read_lmdb_image(gt_lmdb, 'a_s006'), img_a[y:y + CROP, x:x + CROP])
+    assert read_lmdb_image(gt_lmdb, 'c_s001').shape == (CROP, CROP, 3)
 
     # re-run: everything is complete, nothing is rewritten, the bad inputs are still reported
     before = _snapshot(out)

@@ -22,7 +22,7 @@ from esc_basicsr.archs.esc_real_arch import ESCReal, reflect_pad_any_size
 from esc_basicsr.archs.esc_realm_arch import ESCRealM
 from esc_basicsr.layers import UPSAMPLERS, DySample, UniUpsample
 
-from .conftest import load_fixture
+from .conftest import assert_reproduces_fixture, load_fixture
 
 CLASSES = {'ESCReal': ESCReal, 'ESCRealM': ESCRealM}
 FIXTURES = ['esc_real_x4_small.pt', 'esc_real_dysample_x4.pt', 'esc_realm_x2_pixelshuffle_unshuffle.pt']
@@ -77,13 +77,7 @@ def config_id(cfg: tuple[str, int, bool]) -> str:
 @pytest.mark.parametrize('attn_type', CPU_BACKENDS)
 def test_reference_fixture(name: str, attn_type: str) -> None:
     fix = load_fixture(name)
-    net = CLASSES[fix['arch']](**fix['kwargs'], attn_type=attn_type).eval()
-    net.load_state_dict(fix['state_dict'], strict=True)
-    assert n_params(net) == fix['num_params']
-    with torch.no_grad():
-        out = net(fix['input'].clone())
-    assert out.shape == fix['output'].shape
-    assert (out - fix['output']).abs().max().item() <= 1e-4
+    assert_reproduces_fixture(CLASSES[fix['arch']](**fix['kwargs'], attn_type=attn_type), fix)
 
 
 @pytest.mark.parametrize('name', FIXTURES)
@@ -91,10 +85,7 @@ def test_reference_fixture_through_arch_registry(name: str) -> None:
     """What a BasicSR user does: ``network_g`` with the authors' arguments, strict loading."""
     fix = load_fixture(name)
     assert fix['arch'] in ARCH_REGISTRY, f'{fix["arch"]} is not registered in BasicSR (archs/table.py)'
-    net = ARCH_REGISTRY.get(fix['arch'])(**fix['kwargs']).eval()
-    net.load_state_dict(fix['state_dict'], strict=True)
-    with torch.no_grad():
-        assert (net(fix['input']) - fix['output']).abs().max().item() <= 1e-4
+    assert_reproduces_fixture(ARCH_REGISTRY.get(fix['arch'])(**fix['kwargs']), fix)
 
 
 @pytest.mark.parametrize('name', FIXTURES)

@@ -10,7 +10,6 @@ import zlib
 from pathlib import Path
 
 import cv2
-import lmdb
 import numpy as np
 import pytest
 import torch
@@ -25,6 +24,8 @@ from esc_basicsr.tools.image_io import ImageReadError, ImageWriteError, compose,
 from esc_basicsr.tools.loading import build_network
 from esc_basicsr.tools.options_check import check_network_g, check_scale_agreement
 from esc_basicsr.tools.output_paths import OutputPathError, check_distinct_files, list_inputs, plan_outputs
+
+from .test_prepare import read_lmdb_image
 
 TINY = dict(type='ESC', dim=16, pdim=8, kernel_size=13, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
             upscaling_factor=2)
@@ -336,14 +337,6 @@ def test_prepare_bad_paths_write_nothing(tmp_path, capsys):
     assert 'would be overwritten' in capsys.readouterr().err
 
 
-def _lmdb_image(path: Path, key: str) -> np.ndarray:
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin() as txn:
-        buf = txn.get(key.encode())
-    env.close()
-    return cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
-
-
 def test_prepare_redoes_a_replaced_source(tmp_path):
     hr = tmp_path / 'hr'
     hr.mkdir()
@@ -353,10 +346,10 @@ def test_prepare_redoes_a_replaced_source(tmp_path):
     args = ['div2k', '--hr', str(hr), '--out', str(out), '--name', 'T', '--scales', '2', '--crop-size', '12',
             '--step', '12', '--workers', '1']
     assert prepare.main(args) == 0
-    assert np.array_equal(_lmdb_image(out / 'T_HR_sub.lmdb', 'a_s001'), first[:12, :12])
+    assert np.array_equal(read_lmdb_image(out / 'T_HR_sub.lmdb', 'a_s001'), first[:12, :12])
     cv2.imwrite(str(hr / 'a.png'), second[:12])  # same name, other pixels and fewer crops
     assert prepare.main(args) == 0
-    assert np.array_equal(_lmdb_image(out / 'T_HR_sub.lmdb', 'a_s001'), second[:12, :12])
+    assert np.array_equal(read_lmdb_image(out / 'T_HR_sub.lmdb', 'a_s001'), second[:12, :12])
     assert sorted(p.name for p in (out / 'T_HR_sub').iterdir()) == ['a_s001.png', 'a_s002.png', 'a_s003.png']
     lmdb_bytes = (out / 'T_HR_sub.lmdb' / 'data.mdb').read_bytes()
     assert prepare.main(args) == 0  # unchanged source: kept as it is
