@@ -181,3 +181,17 @@ def test_basicsr_entry_points_start(module: str, tmp_path: Path) -> None:
                          timeout=300)
     assert res.returncode == 0, res.stderr
     assert '-opt' in res.stdout
+
+
+@pytest.mark.parametrize('first', ['esc_basicsr.integration.models', 'esc_basicsr.integration.data'])
+def test_importing_our_basicsr_classes_first_registers_everything(first: str, tmp_path: Path) -> None:
+    # the package imports BasicSR, whose hook then finds it half-imported
+    res = run_python(f"""
+        import warnings
+        warnings.simplefilter('error', RuntimeWarning)
+        import {first}
+        from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
+        print('ESC' in ARCH_REGISTRY, 'ESRModel' in MODEL_REGISTRY, 'LIIFDataset' in DATASET_REGISTRY)
+    """, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ['True', 'True', 'True']

@@ -26,18 +26,36 @@ def architectures() -> dict[str, type]:
     return {name: spec.cls for name, spec in ARCHITECTURES.items()}
 
 
+def _package_classes(package: str) -> dict[str, type]:
+    """Classes named in ``__all__`` of ``package``; empty while that package is still being
+    imported (it imported BasicSR itself, which triggered this registration): the package then
+    registers its classes when its import completes (:func:`register_package`)."""
+    import importlib
+
+    module = importlib.import_module(package)
+    names = getattr(module, '__all__', None)
+    if names is None:  # partially initialised
+        return {}
+    return {name: getattr(module, name) for name in names}
+
+
 def model_classes() -> dict[str, type]:
     """esc_basicsr's BasicSR model classes by registry name."""
-    from . import models
-
-    return {name: getattr(models, name) for name in models.__all__}
+    return _package_classes(f'{__package__}.models')
 
 
 def dataset_classes() -> dict[str, type]:
     """esc_basicsr's BasicSR dataset classes by registry name."""
-    from . import data
+    return _package_classes(f'{__package__}.data')
 
-    return {name: getattr(data, name) for name in data.__all__}
+
+def register_package(package: str) -> list[str]:
+    """Register the classes of ``esc_basicsr.integration.models`` or ``.data`` (called at the end of
+    their ``__init__``, so that importing them before BasicSR registers them too)."""
+    from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
+
+    registry = MODEL_REGISTRY if package.endswith('.models') else DATASET_REGISTRY
+    return register_classes(registry, _package_classes(package))
 
 
 def _yielding_do_register(registry, ours: set[int]):

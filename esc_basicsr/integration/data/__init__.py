@@ -4,3 +4,9 @@ from __future__ import annotations
 from .liif_dataset import ArbitraryScalePairedDataset, LIIFDataset
 
 __all__: list[str] = ['ArbitraryScalePairedDataset', 'LIIFDataset']
+
+# importing this package first imports BasicSR, whose registration hook finds it half-imported:
+# its classes are registered here, once they exist (idempotent when BasicSR came first)
+from ..registration import register_package  # noqa: E402
+
+register_package(__name__)

@@ -9,3 +9,9 @@ from .lte_model import LTEModel
 from .realhat_models import RealHATGANModel, RealHATMSEModel
 
 __all__: list[str] = ['LTEModel', 'ESRModel', 'RealHATMSEModel', 'RealHATGANModel']
+
+# importing this package first imports BasicSR, whose registration hook finds it half-imported:
+# its classes are registered here, once they exist (idempotent when BasicSR came first)
+from ..registration import register_package  # noqa: E402
+
+register_package(__name__)

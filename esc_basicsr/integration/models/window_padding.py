@@ -4,28 +4,13 @@ The input is reflect-padded at the bottom/right to a multiple of ``network_g.win
 the least common multiple of ``network_g.window_sizes``, as ELAN writes it) and the output cropped
 back to ``scale`` times the input size. Inputs smaller than the padding (where a single reflect
 pad is impossible, a known failure of the reference code) are reflected repeatedly, and padded
-by replication once a side is one pixel.
+by replication once a side is one pixel (:func:`esc_basicsr.layers.padding.pad_to_multiple`).
 """
 from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Reflect-pad ``x`` (B, C, H, W) at the bottom/right so that H and W are multiples of ``multiple``."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    while ph or pw:
-        h, w = x.shape[-2:]
-        step_h, step_w = min(ph, h - 1), min(pw, w - 1)
-        if not (step_h or step_w):
-            return F.pad(x, (0, pw, 0, ph), mode='replicate')
-        x = F.pad(x, (0, step_w, 0, step_h), mode='reflect')
-        ph, pw = ph - step_h, pw - step_w
-    return x
+from ...layers.padding import pad_to_multiple
 
 
 def padding_multiple(network_opt: dict) -> int:
