@@ -199,6 +199,7 @@ def _train_row(model: Any, spec: dict[str, Any], device: Any, dtype: Any) -> dic
     row = measure_train_step(model, lq, gt, spec['warmup'], spec['repeats'], amp_dtype=amp)
     row['attn'] = ','.join(sorted(resolve_backend(normalize_attn_type(a), device, requires_grad=True)
                                   for a in attn_types))
+    row['batch_size'] = b
     row['images_per_s'] = b / (row['step_ms'] / 1000)
     row['latency_ms'] = row['step_ms']  # the time that ratios compare
     row['threads'] = torch.get_num_threads() if device.type == 'cpu' else None
@@ -215,6 +216,9 @@ def merge_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r[key] for r in ok if r.get(key) is not None]
         if values:
             row[key] = statistics.median(values)
+    if 'step_ms' in row:  # training rows: their time columns follow the median too
+        row['step_ms'] = row['latency_ms']
+        row['images_per_s'] = row['batch_size'] / (row['step_ms'] / 1000)
     if len(results) > 1:
         row['rounds_latency_ms'] = [r.get('latency_ms') for r in ok]
     return row

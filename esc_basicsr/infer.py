@@ -160,6 +160,7 @@ class Run:
 def prepare_run(args: argparse.Namespace) -> Run:
     """Check everything that can be checked before the first image (paths, names, output format,
     network, weights, writability) and load the network. Raises on any usage error."""
+    from .archs import PRESETS, arch_spec
     from .tools.atomic import check_writable
     from .tools.image_io import DEFAULT_MAX_PIXELS, output_format
     from .tools.infer_compare import check_gt_dir
@@ -184,7 +185,7 @@ def prepare_run(args: argparse.Namespace) -> Run:
     if args.opt is not None:
         check_network_g(read_option_file(args.opt)['network_g'], f'--opt {args.opt}: network_g')
     check_weights_file(args.weights)
-    if isinstance(args.scale, float) and args.model is not None:
+    if isinstance(args.scale, float) and args.model is not None and arch_spec(PRESETS[args.model]['type']).scale_arg:
         raise ValueError(f'--scale {args.scale:g} needs an arbitrary-scale network (ESCLTE, with --opt); '
                          f'the preset {args.model!r} upscales by an integer')
     network = load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,

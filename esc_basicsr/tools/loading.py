@@ -39,7 +39,7 @@ from ..archs.table import ARCHITECTURES
 # BasicSR's conventions (SwinIR ``upscale``; EDSR, RRDBNet ``scale``)
 SCALE_KEYS = tuple(dict.fromkeys([*(s.scale_arg for s in ARCHITECTURES.values() if s.scale_arg), 'upscale', 'scale']))
 # required constructor arguments filled with 3 (RGB) when a user leaves them out (BasicSR archs)
-_CHANNEL_KEYS = ('num_in_ch', 'num_out_ch', 'in_chans', 'colors')
+CHANNEL_KEYS = ('num_in_ch', 'num_out_ch', 'in_chans', 'colors')
 
 
 class ScaleMismatchError(ValueError):
@@ -128,7 +128,7 @@ def complete_network_g(network_g: Mapping[str, Any], scale: int | None = None) -
         key = next((k for k in SCALE_KEYS if k in params), None)
         if key is not None:
             opt[key] = scale
-    for key in _CHANNEL_KEYS:
+    for key in CHANNEL_KEYS:
         if key in params and key not in opt and params[key].default is inspect.Parameter.empty:
             opt[key] = 3
     return opt

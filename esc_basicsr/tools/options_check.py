@@ -15,10 +15,10 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping
 
-# constructor arguments holding the upscaling factor (ESC family, BasicSR archs, ELAN / RRDBNet)
-SCALE_KEYS = ('upscaling_factor', 'upscale', 'scale')
+from .loading import CHANNEL_KEYS, SCALE_KEYS
+
 # arguments the tools fill in when left out (scale from --scale/the option file, RGB channels)
-FILLED_IN = SCALE_KEYS + ('num_in_ch', 'num_out_ch', 'in_chans', 'colors')
+FILLED_IN = SCALE_KEYS + CHANNEL_KEYS
 
 
 def read_option_file(path: str | Path) -> dict[str, Any]:
