@@ -34,5 +34,6 @@ def __getattr__(name: str) -> Any:
     for module_name in ('archs', 'layers'):
         module = importlib.import_module(f'.{module_name}', __name__)
         if name in module.__all__:
-            return getattr(module, name)
+            value = globals()[name] = getattr(module, name)  # resolved once
+            return value
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -62,7 +62,9 @@ class ConvertsSubpixelScale:
     upscaling_factor: int
 
     def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False):
-        if any(k.startswith('coef.') for k in state_dict) and any(k.startswith('imnet.') for k in state_dict):
+        from ..layers.lte import is_lte_state_dict
+
+        if is_lte_state_dict(state_dict):
             raise ValueError(f'{type(self).__name__} got an arbitrary-scale (ESC+LTE) checkpoint ("encoder.*", '
                              '"coef.*", "imnet.*" keys): load it into ESCLTE')
         state_dict = convert_subpixel_scale(state_dict, self.upscaling_factor)

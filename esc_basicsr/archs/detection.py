@@ -23,11 +23,11 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from ..layers.upsamplers import UPSAMPLERS  # MetaUpsample's method order
 from .checkpoint import extract_state_dict, subpixel_scale
+from .elan_arch import DIV2K_RGB_MEAN
 
 StateDict = Mapping[str, torch.Tensor]
-DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)  # ELAN's mean shift (elan_arch.DIV2K_RGB_MEAN)
-UPSAMPLERS = ('conv', 'pixelshuffledirect', 'pixelshuffle', 'nearest+conv', 'dysample')  # MetaUpsample order
 ELAN_WINDOW_SIZES = (4, 8, 16)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from .table import presets
+from .table import arch_spec, presets
 
 PRESETS: dict[str, dict[str, Any]] = {name: {'type': spec.name, **copy.deepcopy(dict(kwargs))}
                                       for name, (spec, kwargs) in presets().items()}
@@ -20,20 +20,17 @@ PRESETS: dict[str, dict[str, Any]] = {name: {'type': spec.name, **copy.deepcopy(
 def network_g(name: str, scale: int, **overrides: Any) -> dict[str, Any]:
     """BasicSR ``network_g`` dict (with ``type``) of preset ``name`` at ``scale``."""
     key = name.lower().replace('-', '_')
-    table = presets()
-    if key not in table:
-        raise KeyError(f'unknown preset {name!r}; choose from {sorted(table)}')
-    spec, kwargs = table[key]
-    opt: dict[str, Any] = {'type': spec.name, **copy.deepcopy(dict(kwargs))}
-    if spec.scale_arg is not None:
-        opt[spec.scale_arg] = scale
+    if key not in PRESETS:
+        raise KeyError(f'unknown preset {name!r}; choose from {sorted(PRESETS)}')
+    opt = copy.deepcopy(PRESETS[key])
+    scale_arg = arch_spec(opt['type']).scale_arg
+    if scale_arg is not None:
+        opt[scale_arg] = scale
     opt.update(overrides)
     return opt
 
 
 def build(name: str, scale: int, **overrides: Any) -> nn.Module:
     """Construct preset ``name`` at ``scale`` (``overrides`` e.g. ``attn_type='sdpa'``)."""
-    from .table import arch_spec
-
     opt = network_g(name, scale, **overrides)
     return arch_spec(opt.pop('type')).cls(**opt)

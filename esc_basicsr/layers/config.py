@@ -3,8 +3,8 @@
 * ``ESC_BASICSR_ATTN=naive|sdpa|flex``: what ``attn_type='auto'`` resolves to.
 * ``ESC_BASICSR_CHANNELS_LAST=0|1``: force the memory format of the ESC family.
 
-The values are read at first use and cached; :func:`reload_env` re-reads them (after changing
-``os.environ`` in a running program, e.g. in tests).
+The values are read at first use and cached (``attn_override.cache_clear()`` re-reads one after
+changing ``os.environ`` in a running program).
 """
 from __future__ import annotations
 
@@ -29,8 +29,3 @@ def channels_last_override() -> bool | None:
         return None
     return forced not in ('0', 'false', 'no', 'off')
 
-
-def reload_env() -> None:
-    """Re-read the environment overrides."""
-    attn_override.cache_clear()
-    channels_last_override.cache_clear()

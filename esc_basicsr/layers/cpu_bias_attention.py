@@ -21,10 +21,12 @@ import torch
 _CHUNK_ELEMS = 16 * 1024 * 1024
 
 
+_HAS_CPU_FLASH = hasattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cpu')
+
+
 def available(q: torch.Tensor) -> bool:
     """Whether the fused CPU kernel and this backward apply to ``q`` (float32 on the CPU)."""
-    return (q.device.type == 'cpu' and q.dtype == torch.float32
-            and hasattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cpu'))
+    return _HAS_CPU_FLASH and q.device.type == 'cpu' and q.dtype == torch.float32
 
 
 class BiasedAttentionFunction(torch.autograd.Function):
