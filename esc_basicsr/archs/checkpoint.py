@@ -2,16 +2,20 @@
 
 The authors fine-tune x3/x4 models from x2 weights: the sub-pixel output convolution (``to_img``,
 ``3 * r * r`` output channels ordered (rgb, row, col)) is resized from the checkpoint's scale to
-the model's by bilinear interpolation of each (rgb, r, r) block.
+the model's by bilinear interpolation of each (rgb, r, r) block. :func:`convert_subpixel_checkpoint`
+is that conversion as the architecture table declares it (``ArchSpec.convert_checkpoint``), and
+:class:`ConvertsSubpixelScale` applies it when a network loads a state_dict.
 """
 from __future__ import annotations
 
 import logging
 import math
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
+
+from ..layers.lte import is_lte_state_dict
 
 logger = logging.getLogger('basicsr')
 
@@ -55,19 +59,24 @@ def convert_subpixel_scale(state_dict: Mapping[str, torch.Tensor], scale: int, p
     return state_dict
 
 
+def convert_subpixel_checkpoint(state_dict: Mapping[str, torch.Tensor],
+                                kwargs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """``state_dict`` of a network with a sub-pixel ``to_img`` made loadable at ``kwargs['upscaling_factor']``
+    (:func:`convert_subpixel_scale`; the table's ``convert_checkpoint`` of ESC and ESC-FP)."""
+    return convert_subpixel_scale(state_dict, kwargs['upscaling_factor'])
+
+
 class ConvertsSubpixelScale:
     """Mixin for networks with a sub-pixel ``to_img`` head: ``load_state_dict`` first converts a
-    checkpoint of another scale (:func:`convert_subpixel_scale`, logged). Needs ``upscaling_factor``."""
+    checkpoint of another scale (:func:`convert_subpixel_checkpoint`, logged). Needs ``upscaling_factor``."""
 
     upscaling_factor: int
 
     def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False):
-        from ..layers.lte import is_lte_state_dict
-
         if is_lte_state_dict(state_dict):
             raise ValueError(f'{type(self).__name__} got an arbitrary-scale (ESC+LTE) checkpoint ("encoder.*", '
                              '"coef.*", "imnet.*" keys): load it into ESCLTE')
-        state_dict = convert_subpixel_scale(state_dict, self.upscaling_factor)
+        state_dict = convert_subpixel_checkpoint(state_dict, {'upscaling_factor': self.upscaling_factor})
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 

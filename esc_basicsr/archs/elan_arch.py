@@ -22,9 +22,22 @@ import torch.nn.functional as F
 from ..layers.elab import ELAB
 from ..layers.gmsa import GMSA
 from ..layers.padding import pad_to_multiple
-from .checkpoint import extract_state_dict
+from .checkpoint import extract_state_dict, subpixel_scale
+from .state_dict_layout import LayoutError, StateDict, count, has
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+ELAN_WINDOW_SIZES = (4, 8, 16)  # the authors' attention windows (no weight depends on them)
+UNIT_RANGE = {'input_range': 1.0}  # the constructor arguments that make ELAN take [0, 1] images (BasicSR's)
+
+
+def image_range(rgb_range: float, input_range: float | None) -> float:
+    """Range of the images an ELAN takes and returns: ``input_range``, ``None`` meaning ``rgb_range``."""
+    return rgb_range if input_range is None else input_range
+
+
+def pad_multiple(window_sizes: Sequence[int]) -> int:
+    """ELAN reflect-pads its input to the least common multiple of its window sizes."""
+    return math.lcm(*window_sizes)
 
 
 class MeanShift(nn.Module):
@@ -81,9 +94,9 @@ class ELAN(nn.Module):
             raise ValueError(f'colors={colors}: ELAN\'s mean shift is defined for RGB images only')
         self.scale = scale
         self.rgb_range = rgb_range
-        self.input_range = rgb_range if input_range is None else input_range
+        self.input_range = image_range(rgb_range, input_range)
         self.window_sizes = tuple(window_sizes)
-        self.pad_multiple = math.lcm(*self.window_sizes)
+        self.pad_multiple = pad_multiple(self.window_sizes)
 
         self.sub_mean = MeanShift(rgb_range, sign=-1)
         self.add_mean = MeanShift(rgb_range, sign=1)
@@ -140,3 +153,50 @@ def convert_authors_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, dict[
     """
     key = 'model_state_dict' if 'model_state_dict' in checkpoint else None
     return {'params': extract_state_dict(checkpoint, key)}
+
+
+# ------------------------------------------------------------------------------- table entries
+
+def value_range(kwargs: Mapping[str, Any]) -> float:
+    """Range of the images a configuration takes and returns (:func:`image_range`)."""
+    return float(image_range(kwargs['rgb_range'], kwargs['input_range']))
+
+
+def input_multiple(kwargs: Mapping[str, Any]) -> int:
+    """The input size ELAN pads to (:func:`pad_multiple`)."""
+    return pad_multiple([int(w) for w in kwargs['window_sizes']])
+
+
+def tags(kwargs: Mapping[str, Any]) -> list[str]:
+    """``['180nf', '36m', 'range 255']``: channels, LFE/GMSA pairs, trained image range."""
+    return [f'{kwargs["c_elan"]}nf', f'{kwargs["m_elan"]}m', f'range {kwargs["rgb_range"]:g}']
+
+
+def _rgb_range(bias: torch.Tensor) -> float:
+    """``rgb_range`` from ELAN's ``sub_mean.bias`` = ``-rgb_range * DIV2K mean``."""
+    values = (-bias.double() / torch.tensor(DIV2K_RGB_MEAN, dtype=torch.float64)).tolist()
+    rng = float(sum(values) / len(values))
+    nice = round(rng, 4)
+    return float(int(nice)) if nice == int(nice) else nice
+
+
+def detect_elan(sd: StateDict, window_sizes: tuple[int, ...] = ELAN_WINDOW_SIZES) -> dict[str, Any] | None:
+    """ELAN / ELAN-light (deployed, BatchNorm-folded checkpoints too). Every argument but the attention
+    window sizes (no weights depend on them: the authors' ``(4, 8, 16)`` unless given); ``rgb_range``
+    from the mean-shift bias ``-rgb_range * mean``."""
+    if not has(sd, 'sub_mean.bias', 'add_mean.bias', 'head.0.weight', 'tail.0.weight',
+               'body.0.modules_gmsa.gmsa_0.project_inp.0.weight'):
+        return None
+    colors, c_elan = sd['head.0.weight'].shape[1], sd['head.0.weight'].shape[0]
+    n_blocks = count(sd, r'body\.(\d+)\.modules_lfe\.lfe_0\.conv0\.shift_conv\.weight', 'ELAB blocks')
+    depth = count(sd, r'body\.0\.modules_gmsa\.gmsa_(\d+)\.project_out\.weight', 'GMSA modules of block 0')
+    # only gmsa_0 computes attention (2C query/key + value channels); the shared ones project C values
+    for j in range(depth):
+        inner = sd[f'body.0.modules_gmsa.gmsa_{j}.project_inp.0.weight'].shape[0]
+        if inner != (2 * c_elan if j == 0 else c_elan):
+            raise LayoutError(f'ELAN gmsa_{j} projects to {inner} channels, expected '
+                              f'{2 * c_elan if j == 0 else c_elan}')
+    r_expand = sd['body.0.modules_lfe.lfe_0.conv0.shift_conv.conv1x1.weight'].shape[0] // c_elan
+    return dict(scale=subpixel_scale(sd['tail.0.weight'].shape[0], colors), rgb_range=_rgb_range(sd['sub_mean.bias']),
+                colors=colors, m_elan=n_blocks * depth, c_elan=c_elan, n_share=depth - 1, r_expand=r_expand,
+                act_type='relu', window_sizes=list(window_sizes))

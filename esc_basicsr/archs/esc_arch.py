@@ -10,35 +10,18 @@ match their checkpoints, so released ``params``/``params_ema`` load with ``stric
 """
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..layers import ESCBlock
 from ..layers.memory_format import to_preferred_format
-from ..layers import ESCBlock, geometric_ensemble
-from .checkpoint import ConvertsSubpixelScale
-
-
-class GeometricEnsemble(nn.Module):
-    """Training-time re-parameterisation of the shared large kernel (see
-    :func:`esc_basicsr.layers.geometric_ensemble`). Replaced by ``nn.Identity`` when folded."""
-
-    def forward(self, kernel: torch.Tensor) -> torch.Tensor:
-        return geometric_ensemble(kernel)
-
-
-class SharedKernelTrunk(nn.Module):
-    """Feature trunk of ESC and ESC-Real: ``proj`` -> blocks sharing one ensembled large kernel ->
-    ``last`` + long skip. Subclasses define ``proj``, ``plk_func``, ``plk_filter``, ``blocks``, ``last``."""
-
-    def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, dim, H, W)."""
-        feat = self.proj(x)
-        plk_filter = self.plk_func(self.plk_filter)  # once per forward, shared by every ConvAttn
-        out = feat
-        for block in self.blocks:
-            out = block(out, plk_filter)
-        return self.last(out) + feat
+from .checkpoint import ConvertsSubpixelScale, subpixel_scale
+from .esc_trunk import SharedKernelTrunk, is_esc_trunk, trunk_arguments
+from .state_dict_layout import StateDict, has, has_prefix
 
 
 class ESC(ConvertsSubpixelScale, SharedKernelTrunk):
@@ -65,15 +48,8 @@ class ESC(ConvertsSubpixelScale, SharedKernelTrunk):
                  use_ln: bool = False) -> None:
         super().__init__()
         self.upscaling_factor = upscaling_factor
-        self.plk_func: nn.Module = GeometricEnsemble()
-        self.plk_filter = nn.Parameter(torch.empty(pdim, pdim, kernel_size, kernel_size))
-        nn.init.orthogonal_(self.plk_filter)  # the authors found this important for early training
-        self.proj = nn.Conv2d(3, dim, 3, 1, 1)
-        self.blocks = nn.ModuleList([
-            ESCBlock(dim, pdim, conv_blocks, kernel_size, window_size, num_heads, exp_ratio, attn_type, use_ln)
-            for _ in range(n_blocks)
-        ])
-        self.last = nn.Conv2d(dim, dim, 3, 1, 1)
+        self.build_trunk(dim, pdim, kernel_size, n_blocks, partial(
+            ESCBlock, dim, pdim, conv_blocks, kernel_size, window_size, num_heads, exp_ratio, attn_type, use_ln))
         self.to_img = nn.Conv2d(dim, 3 * upscaling_factor**2, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,3 +59,14 @@ class ESC(ConvertsSubpixelScale, SharedKernelTrunk):
         r = self.upscaling_factor
         out = self.to_img(feat) + torch.repeat_interleave(x, r * r, dim=1)
         return F.pixel_shuffle(out, r)
+
+
+def detect_esc(sd: StateDict) -> dict[str, Any] | None:
+    """ESC / ESC-light / ESC-XL (any size): shared ``plk_filter``, sub-pixel ``to_img`` (3*r*r outputs)."""
+    if not (is_esc_trunk(sd) and has(sd, 'plk_filter', 'proj.weight', 'to_img.weight')) \
+            or has_prefix(sd, 'skip.') or 'lk_spatial' in sd:
+        return None
+    kwargs = trunk_arguments(sd)
+    kwargs['upscaling_factor'] = subpixel_scale(sd['to_img.weight'].shape[0])
+    kwargs['use_ln'] = 'blocks.0.lns.0.weight' in sd
+    return kwargs

@@ -3,17 +3,22 @@
 Lee, Yun and Ro, ICCV 2025 (arXiv 2503.06671). Design: ESC in which the shared 16x16x13x13 large
 kernel is decomposed into a 1x1 channel mix and a per-channel 13x13 spatial kernel (both shared
 across the network, the dynamic 3x3 kernel added to the spatial one), with LayerNorm before every
-ConvFFN, a final LayerNorm, and a bicubic image skip.
+ConvFFN, a final LayerNorm, and a bicubic image skip. (Not built by
+:class:`~.esc_trunk.SharedKernelTrunk`: two shared kernel parameters, both passed to every block.)
 """
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers.memory_format import to_preferred_format
 from ..layers import ESCBlock, LayerNorm2d
-from .checkpoint import ConvertsSubpixelScale
+from ..layers.memory_format import to_preferred_format
+from .checkpoint import ConvertsSubpixelScale, subpixel_scale
+from .esc_trunk import is_esc_trunk, trunk_arguments
+from .state_dict_layout import StateDict, has
 
 
 class ESCFP(ConvertsSubpixelScale, nn.Module):
@@ -60,3 +65,12 @@ class ESCFP(ConvertsSubpixelScale, nn.Module):
         feat = self.last(self.ln_last(feat)) + skip
         r = self.upscaling_factor
         return F.pixel_shuffle(self.to_img(feat), r) + F.interpolate(x, scale_factor=r, mode='bicubic')
+
+
+def detect_esc_fp(sd: StateDict) -> dict[str, Any] | None:
+    """ESC-FP: decomposed large kernel (``lk_channel`` + ``lk_spatial``), final ``ln_last``."""
+    if not (is_esc_trunk(sd) and has(sd, 'lk_channel', 'lk_spatial', 'ln_last.weight', 'to_img.weight')):
+        return None
+    kwargs = trunk_arguments(sd)
+    kwargs['upscaling_factor'] = subpixel_scale(sd['to_img.weight'].shape[0])
+    return kwargs

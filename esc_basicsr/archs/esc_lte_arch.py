@@ -10,7 +10,8 @@ Parameter names match the authors' checkpoints (``encoder.*``, ``coef.*``, ``fre
 """
 from __future__ import annotations
 
-from typing import Sequence
+from functools import partial
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -18,8 +19,9 @@ import torch.nn as nn
 from ..layers import ESCBlock
 from ..layers.lte import LTE
 from ..layers.memory_format import to_preferred_format
-from .deploy import fold_geometric_ensemble, geometric_ensemble_folded
-from .esc_arch import GeometricEnsemble, SharedKernelTrunk
+from .esc_trunk import (SharedKernelTrunk, fold_geometric_ensemble, geometric_ensemble_folded, is_esc_trunk,
+                        trunk_arguments)
+from .state_dict_layout import StateDict, has, indices
 
 
 class ESCEncoder(SharedKernelTrunk):
@@ -28,15 +30,8 @@ class ESCEncoder(SharedKernelTrunk):
     def __init__(self, dim: int, pdim: int, kernel_size: int, n_blocks: int, conv_blocks: int, window_size: int,
                  num_heads: int, exp_ratio: float = 2, attn_type: str = 'auto', use_ln: bool = False) -> None:
         super().__init__()
-        self.plk_func: nn.Module = GeometricEnsemble()
-        self.plk_filter = nn.Parameter(torch.empty(pdim, pdim, kernel_size, kernel_size))
-        nn.init.orthogonal_(self.plk_filter)  # as ESC: important for early training
-        self.proj = nn.Conv2d(3, dim, 3, 1, 1)
-        self.blocks = nn.ModuleList([
-            ESCBlock(dim, pdim, conv_blocks, kernel_size, window_size, num_heads, exp_ratio, attn_type, use_ln)
-            for _ in range(n_blocks)
-        ])
-        self.last = nn.Conv2d(dim, dim, 3, 1, 1)
+        self.build_trunk(dim, pdim, kernel_size, n_blocks, partial(
+            ESCBlock, dim, pdim, conv_blocks, kernel_size, window_size, num_heads, exp_ratio, attn_type, use_ln))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) -> (B, dim, h, w)."""
@@ -57,7 +52,7 @@ class ESCLTE(LTE):
     (B, 3, H, W)``; ``forward`` = ``query``. See :class:`esc_basicsr.layers.lte.LTE`.
     """
 
-    arbitrary_scale = True  # tools: the output size is an argument, not a property of the network
+    arbitrary_scale = True  # tools: the output size is an argument (the table's ArchSpec.arbitrary_scale)
 
     def __init__(self, dim: int, pdim: int, kernel_size: int, n_blocks: int, conv_blocks: int, window_size: int,
                  num_heads: int, exp_ratio: float = 2, attn_type: str = 'auto', use_ln: bool = False,
@@ -77,3 +72,18 @@ def fold_esc_lte(model: nn.Module) -> nn.Module:
 def esc_lte_folded(model: nn.Module) -> bool:
     """Whether :func:`fold_esc_lte` was applied."""
     return geometric_ensemble_folded(model.encoder)
+
+
+def detect_esc_lte(sd: StateDict) -> dict[str, Any] | None:
+    """ESC-LTE (arbitrary scale): ESC trunk under ``encoder.``, LTE decoder ``coef/freq/phase/imnet``."""
+    if not (is_esc_trunk(sd, 'encoder.') and has(sd, 'encoder.plk_filter', 'coef.weight', 'freq.weight',
+                                                 'phase.weight')):
+        return None
+    layers = indices(sd, r'imnet\.layers\.(\d+)\.weight')
+    if not layers:
+        return None
+    kwargs = trunk_arguments(sd, 'encoder.')
+    kwargs['use_ln'] = 'encoder.blocks.0.lns.0.weight' in sd
+    kwargs['hidden_dim'] = sd['coef.weight'].shape[0]
+    kwargs['imnet_hidden'] = [sd[f'imnet.layers.{i}.weight'].shape[0] for i in layers[:-1]]
+    return kwargs

@@ -10,6 +10,9 @@ DySample variant (``to_img.offset/scope/end_conv/init_pos``), which load with ``
 """
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -18,7 +21,8 @@ from ..layers import ESCBlock
 from ..layers.dysample import DySample
 from ..layers.export_state import is_exporting
 from ..layers.memory_format import to_preferred_format
-from .esc_arch import GeometricEnsemble, SharedKernelTrunk
+from .esc_trunk import SharedKernelTrunk, is_esc_trunk, trunk_arguments
+from .state_dict_layout import StateDict, has
 
 
 def _mirror_index(size: int, pad: int, device: torch.device) -> torch.Tensor:
@@ -122,15 +126,8 @@ class ESCReal(SharedKernelTrunk):
                              '(ESCRealM is the multi-scale real-world variant)')
         self.upscaling_factor = upscaling_factor
         self.use_dysample = use_dysample
-        self.plk_func: nn.Module = GeometricEnsemble()
-        self.plk_filter = nn.Parameter(torch.empty(pdim, pdim, kernel_size, kernel_size))
-        nn.init.orthogonal_(self.plk_filter)
-        self.proj = nn.Conv2d(3, dim, 3, 1, 1)
-        self.blocks = nn.ModuleList([
-            ESCBlock(dim, pdim, conv_blocks, kernel_size, window_size, num_heads, exp_ratio, attn_type, use_ln=True)
-            for _ in range(n_blocks)
-        ])
-        self.last = nn.Conv2d(dim, dim, 3, 1, 1)
+        self.build_trunk(dim, pdim, kernel_size, n_blocks, partial(
+            ESCBlock, dim, pdim, conv_blocks, kernel_size, window_size, num_heads, exp_ratio, attn_type, use_ln=True))
         self.to_img: nn.Module = DySample(dim, 3, 4, groups=4) if use_dysample else nearest_conv_x4(dim)
         self.skip = image_skip_branch(dim)
 
@@ -139,3 +136,16 @@ class ESCReal(SharedKernelTrunk):
         x = to_preferred_format(x)
         feat = self.trunk(x) + self.skip(x)
         return self.to_img(feat)
+
+
+def detect_esc_real(sd: StateDict) -> dict[str, Any] | None:
+    """ESC-Real x4: image ``skip`` branch and the released nearest+conv ``to_img.1/4/6/8`` or DySample."""
+    if not (is_esc_trunk(sd) and has(sd, 'plk_filter', 'proj.weight', 'skip.0.weight')):
+        return None
+    if has(sd, 'to_img.1.weight', 'to_img.4.weight', 'to_img.6.weight', 'to_img.8.weight'):
+        use_dysample = False
+    elif has(sd, 'to_img.offset.weight', 'to_img.end_conv.weight'):
+        use_dysample = True
+    else:
+        return None
+    return dict(trunk_arguments(sd), upscaling_factor=4, use_dysample=use_dysample)

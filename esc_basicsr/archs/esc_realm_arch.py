@@ -12,6 +12,10 @@ released ``params``/``params_ema`` load with ``strict=True``.
 """
 from __future__ import annotations
 
+import math
+from functools import partial
+from typing import Any, Mapping
+
 import torch
 import torch.nn as nn
 
@@ -19,8 +23,17 @@ from ..layers import ESCBlock
 from ..layers.memory_format import to_preferred_format
 from ..layers.padding import pad_to_multiple
 from ..layers.upsamplers import UPSAMPLERS, UniUpsample
-from .esc_arch import GeometricEnsemble, SharedKernelTrunk
+from .checkpoint import subpixel_scale
 from .esc_real_arch import image_skip_branch
+from .esc_trunk import SharedKernelTrunk, is_esc_trunk, trunk_arguments, trunk_tags
+from .state_dict_layout import LayoutError, StateDict, has_prefix, indices
+
+
+def unshuffle_factor(upscaling_factor: int, upsampler: str, unshuffle_mod: bool) -> int:
+    """The factor f by which ESCRealM pixel-unshuffles its input: ``4 // r`` for r < 3 with ``unshuffle_mod``
+    (the network then upsamples by 4), else 1. ``conv`` cannot upsample, so it never unshuffles (a x1
+    ``conv`` network runs at full resolution)."""
+    return 4 // upscaling_factor if unshuffle_mod and upscaling_factor < 3 and upsampler != 'conv' else 1
 
 
 class ESCRealM(SharedKernelTrunk):
@@ -55,23 +68,15 @@ class ESCRealM(SharedKernelTrunk):
         self.upscaling_factor = int(upscaling_factor)
         self.unshuffle_mod = unshuffle_mod
         # the input folding factor f and the scale of the upsampler
-        # (``conv`` cannot upsample, so it never unshuffles: a x1 ``conv`` network runs at full resolution)
-        unshuffles = unshuffle_mod and self.upscaling_factor < 3 and upsampler != 'conv'
-        self.unshuffle = 4 // self.upscaling_factor if unshuffles else 1
-        upsampler_scale = 4 if self.unshuffle > 1 else self.upscaling_factor
-
-        self.plk_func: nn.Module = GeometricEnsemble()
-        self.plk_filter = nn.Parameter(torch.empty(pdim, pdim, kernel_size, kernel_size))
-        nn.init.orthogonal_(self.plk_filter)
-        f = self.unshuffle
-        self.proj: nn.Module = nn.Sequential(nn.PixelUnshuffle(f), nn.Conv2d(3 * f * f, dim, 3, 1, 1)) if f > 1 \
-            else nn.Conv2d(3, dim, 3, 1, 1)
-        self.skip = image_skip_branch(dim, 3, f)
-        self.blocks = nn.ModuleList([
-            ESCBlock(dim, pdim, conv_blocks, kernel_size, window_size, num_heads, exp_ratio, attn_type, use_ln=True)
-            for _ in range(n_blocks)
-        ])
-        self.last = nn.Conv2d(dim, dim, 3, 1, 1)
+        self.unshuffle = f = unshuffle_factor(self.upscaling_factor, upsampler, unshuffle_mod)
+        upsampler_scale = 4 if f > 1 else self.upscaling_factor
+        self.build_trunk(
+            dim, pdim, kernel_size, n_blocks,
+            partial(ESCBlock, dim, pdim, conv_blocks, kernel_size, window_size, num_heads, exp_ratio, attn_type,
+                    use_ln=True),
+            proj=lambda: nn.Sequential(nn.PixelUnshuffle(f), nn.Conv2d(3 * f * f, dim, 3, 1, 1)) if f > 1
+            else nn.Conv2d(3, dim, 3, 1, 1),
+            before_blocks={'skip': lambda: image_skip_branch(dim, 3, f)})
         try:
             self.to_img = UniUpsample(upsampler, upsampler_scale, dim, 3, mid_dim, 4)
         except ValueError as exc:
@@ -93,3 +98,71 @@ class ESCRealM(SharedKernelTrunk):
 
     def extra_repr(self) -> str:
         return f'upscaling_factor={self.upscaling_factor}, unshuffle={self.unshuffle}'
+
+
+# ------------------------------------------------------------------------------- table entries
+
+def input_multiple(kwargs: Mapping[str, Any]) -> int:
+    """The input size ESCRealM's computation is aligned to: its window on the trunk, which runs on the
+    input unshuffled by f (:func:`unshuffle_factor`), so ``window_size * f`` input pixels."""
+    f = unshuffle_factor(int(kwargs['upscaling_factor']), kwargs['upsampler'], kwargs['unshuffle_mod'])
+    return int(kwargs['window_size']) * f
+
+
+def tags(kwargs: Mapping[str, Any]) -> list[str]:
+    """The trunk's size and the upsampler: ``['64dim', '10blocks', 'window 32', 'nearest+conv']``."""
+    return trunk_tags(kwargs) + [str(kwargs['upsampler'])]
+
+
+def _uni_upsampler(sd: StateDict, dim: int) -> tuple[str, int, int]:
+    """``(method, upsampler scale, mid_dim)`` of an ESCRealM ``to_img`` (UniUpsample) from its weights.
+
+    ``MetaUpsample`` (``[version, method, scale, dim, out, mid, group]``, uint8) is authoritative where
+    present; the conv layout alone cannot tell ``nearest+conv`` x2 from x3 (same keys) and then
+    assumes a power of two, as the authors' training configurations use.
+    """
+    meta = sd.get('to_img.MetaUpsample')
+    convs = {i: sd[f'to_img.{i}.weight'] for i in indices(sd, r'to_img\.(\d+)\.weight')}
+    dysample = indices(sd, r'to_img\.(\d+)\.offset\.weight')
+    if dysample:
+        i = dysample[0]
+        mid = sd[f'to_img.{i}.offset.weight'].shape[1]
+        scale = math.isqrt(sd[f'to_img.{i}.offset.weight'].shape[0] // (2 * 4))  # groups: 4 in ESCRealM
+        method, mid_known = 'dysample', True
+    elif not convs:
+        raise LayoutError('ESCRealM to_img: no convolution or DySample weights')
+    elif len(convs) == 1:  # conv (x1) or pixelshuffledirect: one conv dim -> 3*s^2
+        scale = subpixel_scale(convs[0].shape[0])
+        method, mid, mid_known = ('conv' if scale == 1 else 'pixelshuffledirect'), 48, False
+    elif convs[0].shape[0] != dim:  # pixelshuffle: dim -> mid, [mid -> 4*mid | 9*mid]..., mid -> 3
+        mid = convs[0].shape[0]
+        steps = [w.shape[0] // mid for i, w in sorted(convs.items())[1:-1]]
+        scale = 3 if steps == [9] else 2 ** len(steps)
+        method, mid_known = 'pixelshuffle', True
+    else:  # nearest+conv: log2(s) x [dim -> dim, up 2], dim -> dim, dim -> 3
+        scale, method, mid, mid_known = 2 ** (len(convs) - 2), 'nearest+conv', 48, False
+    if meta is not None and meta.numel() == 7:
+        v = [int(x) for x in meta.flatten().tolist()]
+        if v[1] < len(UPSAMPLERS):
+            method = UPSAMPLERS[v[1]]
+        scale = v[2] or scale
+        if not mid_known:
+            mid = v[5]  # unused by the layout, but compared when MetaUpsample is loaded
+    return method, scale, mid
+
+
+def detect_esc_realm(sd: StateDict) -> dict[str, Any] | None:
+    """ESCRealM: ESC-Real's trunk and skip, ``to_img`` a UniUpsample (keys from index 0, ``MetaUpsample``),
+    optionally a pixel-unshuffled input (``proj.1``/``skip.1``: scale = 4 / unshuffle factor)."""
+    if not (is_esc_trunk(sd) and 'plk_filter' in sd and has_prefix(sd, 'skip.')):
+        return None
+    if not ('to_img.MetaUpsample' in sd or has_prefix(sd, 'to_img.0.')):
+        return None  # ESC-Real's to_img starts at index 1 (nearest x2 first) or is a bare DySample
+    kwargs = trunk_arguments(sd)
+    method, up_scale, mid = _uni_upsampler(sd, kwargs['dim'])
+    if 'proj.1.weight' in sd:  # PixelUnshuffle(f) then conv 3*f*f -> dim
+        f = math.isqrt(sd['proj.1.weight'].shape[1] // 3)
+        scale, unshuffle = 4 // f, True
+    else:
+        scale, unshuffle = up_scale, up_scale >= 3  # at x3/x4 the option changes nothing: keep the default
+    return dict(kwargs, upscaling_factor=scale, mid_dim=mid, upsampler=method, unshuffle_mod=unshuffle)

@@ -1,31 +1,46 @@
 """The table of architectures: each network of esc_basicsr described once.
 
 Registration into BasicSR (:mod:`esc_basicsr.integration.registration`), the presets
-(:mod:`.presets`), deployment folding (:mod:`.deploy`), checkpoint loading and the command-line
-tools' choices all derive from :data:`ARCHITECTURES`. Adding a network means writing its
-``*_arch.py`` and one :class:`ArchSpec` entry here.
+(:mod:`.presets`), detection (:mod:`.detection`), deployment folding (:mod:`.deploy`), the spandrel
+descriptors (:mod:`esc_basicsr.spandrel`), tiling, test-time padding, checkpoint loading and the
+command-line tools' choices all read :data:`ARCHITECTURES`. Adding a network means writing its
+``*_arch.py`` (the network and the functions a row names: detection, folding...) and one
+:class:`ArchSpec` row here.
+
+Floors: the ``*_arch.py`` modules and what they use (:mod:`.esc_trunk`, :mod:`.checkpoint`,
+:mod:`.state_dict_layout`) sit below this module; the modules that read the table (:mod:`.presets`,
+:mod:`.detection`, :mod:`.deploy`) sit above it. Nothing below imports the table.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+import torch
 import torch.nn as nn
 
-from .deploy import fold_geometric_ensemble, geometric_ensemble_folded
-from .detection import detect_elan, detect_esc, detect_esc_fp, detect_esc_lte, detect_esc_real, detect_esc_realm
-from .elan_arch import ELAN, batchnorm_folded, fold_batchnorm
-from .esc_arch import ESC
-from .esc_fp_arch import ESCFP
-from .esc_lte_arch import ESCLTE, esc_lte_folded, fold_esc_lte
-from .esc_real_arch import ESCReal
-from .esc_realm_arch import ESCRealM
+from . import elan_arch, esc_realm_arch
+from .checkpoint import convert_subpixel_checkpoint
+from .elan_arch import ELAN, batchnorm_folded, convert_authors_checkpoint, detect_elan, fold_batchnorm
+from .esc_arch import ESC, detect_esc
+from .esc_fp_arch import ESCFP, detect_esc_fp
+from .esc_lte_arch import ESCLTE, detect_esc_lte, esc_lte_folded, fold_esc_lte
+from .esc_real_arch import ESCReal, detect_esc_real
+from .esc_realm_arch import ESCRealM, detect_esc_realm
+from .esc_trunk import fold_geometric_ensemble, geometric_ensemble_folded, trunk_tags, window_multiple
+
+Kwargs = Mapping[str, Any]
+StateDict = Mapping[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
 class ArchSpec:
     """How esc_basicsr knows one architecture.
+
+    Functions of a configuration take its constructor arguments completed with the defaults
+    (:meth:`arguments`), without ``type``.
 
     Attributes:
         cls: the ``nn.Module`` class; its name is the BasicSR registry name (``network_g.type``).
@@ -37,7 +52,31 @@ class ArchSpec:
         option_extras: ``network_g`` keys an option file may add to a preset (not part of the variant).
         summary: one line for the documentation.
         detect: state_dict -> constructor arguments (scale included), or ``None`` if the weights are
-            not of this architecture (:mod:`.detection`; ``None``: not detectable).
+            not of this architecture (``None``: not detectable). Beside each network; the helpers
+            they share are in :mod:`.state_dict_layout`.
+        input_multiple: configuration -> the input size its computation is aligned to (window grid,
+            input unshuffling included): tiles and test-time padding use multiples of it.
+            ``None``: 1 (no grid).
+        value_range: configuration -> the range of the images it takes and returns (1.0: [0, 1]).
+            ``None``: 1.0.
+        unit_range_args: constructor arguments a tool adds so that the network takes and returns
+            [0, 1] images like every BasicSR network (ELAN: ``input_range: 1.0``); keys of
+            ``option_extras``.
+        arbitrary_scale: the output size is an argument of the call (``upscale(lq, size)``), not a
+            property of the network (ESC-LTE); then ``scale_arg`` is ``None``. The class has the
+            same ``arbitrary_scale`` attribute, for tools holding a model.
+        supports_half: float16 inference matches float32 (spandrel's ``supports_half``).
+        supports_bfloat16: bfloat16 inference matches float32 (spandrel's ``supports_bfloat16``).
+        tags: configuration -> short size tags (spandrel's descriptor tags, after the preset name).
+            ``None``: none.
+        convert_checkpoint: ``(state_dict, configuration) -> state_dict`` making the weights of another
+            configuration of the same network loadable into this one (ESC, ESC-FP: the sub-pixel
+            output layer resized to the scale); the network's ``load_state_dict`` applies it.
+            ``None``: checkpoints load as they are.
+        convert_authors_checkpoint: a file saved by the authors' own trainer -> the BasicSR form
+            ``{'params': state_dict}`` (ELAN). Not a ``convert_checkpoint``: it reads a training
+            file's container (its keys, a ``module.`` prefix), whatever the configuration, before
+            anything is built or detected, and leaves the tensors as they are.
     """
 
     cls: type[nn.Module]
@@ -48,40 +87,71 @@ class ArchSpec:
     is_deployed: Callable[[nn.Module], bool] | None = None
     option_extras: frozenset[str] = frozenset({'attn_type'})
     summary: str = ''
-    detect: Callable[[Mapping[str, Any]], dict[str, Any] | None] | None = None
+    detect: Callable[[StateDict], dict[str, Any] | None] | None = None
+    input_multiple: Callable[[Kwargs], int] | None = None
+    value_range: Callable[[Kwargs], float] | None = None
+    unit_range_args: Mapping[str, Any] = field(default_factory=dict)
+    arbitrary_scale: bool = False
+    supports_half: bool = True
+    supports_bfloat16: bool = True
+    tags: Callable[[Kwargs], list[str]] | None = None
+    convert_checkpoint: Callable[[StateDict, Kwargs], dict[str, torch.Tensor]] | None = None
+    convert_authors_checkpoint: Callable[[Mapping[str, Any]], dict[str, dict[str, torch.Tensor]]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.arbitrary_scale and self.scale_arg is not None:
+            raise ValueError(f'{self.name}: an arbitrary-scale network has no scale argument')
+        if not set(self.unit_range_args) <= self.option_extras:
+            raise ValueError(f'{self.name}: unit_range_args must be option_extras')
 
     @property
     def name(self) -> str:
         return self.cls.__name__
 
+    def arguments(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """``kwargs`` (a ``network_g``, ``type`` dropped) completed with the constructor's defaults."""
+        params = inspect.signature(self.cls).parameters
+        defaults = {n: p.default for n, p in params.items() if p.default is not inspect.Parameter.empty}
+        return {**defaults, **{k: v for k, v in kwargs.items() if k != 'type'}}
+
 
 _ESC = dict(dim=64, pdim=16, kernel_size=13, n_blocks=5, conv_blocks=5, window_size=32, num_heads=4, exp_ratio=1.25)
 _ELAN = dict(colors=3, r_expand=2, act_type='relu', window_sizes=[4, 8, 16], rgb_range=255)
+# supports_half/bfloat16: fp16/bf16 casts are checked against float32 by tests/test_spandrel.py for every
+# architecture (trained-like magnitudes: calibrated fixtures, default initialisation for ESC, whose
+# fixtures' random weights overflow fp16)
 
 _SPECS = (
     ArchSpec(ESC, 'upscaling_factor',
              presets={'esc': _ESC, 'esc_light': dict(_ESC, n_blocks=3),
                       'esc_xl': dict(_ESC, dim=192, pdim=48, n_blocks=8, window_size=48, num_heads=12, use_ln=True)},
              deploy=fold_geometric_ensemble, is_deployed=geometric_ensemble_folded,
-             summary='ESC, ESC-light, ESC-XL (ICCV 2025)', detect=detect_esc),
+             summary='ESC, ESC-light, ESC-XL (ICCV 2025)', detect=detect_esc, input_multiple=window_multiple,
+             tags=trunk_tags, convert_checkpoint=convert_subpixel_checkpoint),
     ArchSpec(ESCFP, 'upscaling_factor', presets={'esc_fp': dict(_ESC, dim=48, num_heads=3)},
-             summary='ESC-FP: decomposed large kernel, bicubic skip', detect=detect_esc_fp),
+             summary='ESC-FP: decomposed large kernel, bicubic skip', detect=detect_esc_fp,
+             input_multiple=window_multiple, tags=trunk_tags, convert_checkpoint=convert_subpixel_checkpoint),
     ArchSpec(ESCReal, 'upscaling_factor', presets={'esc_real': dict(_ESC, n_blocks=10, exp_ratio=2)}, scales=(4,),
              deploy=fold_geometric_ensemble, is_deployed=geometric_ensemble_folded,
-             summary='ESC-Real: real-world x4', detect=detect_esc_real),
+             summary='ESC-Real: real-world x4', detect=detect_esc_real, input_multiple=window_multiple,
+             tags=trunk_tags),
     ArchSpec(ELAN, 'scale',
              presets={'elan_light': dict(_ELAN, m_elan=24, c_elan=60, n_share=1),
                       'elan': dict(_ELAN, m_elan=36, c_elan=180, n_share=0)},
              deploy=fold_batchnorm, is_deployed=batchnorm_folded, option_extras=frozenset({'input_range'}),
-             summary='ELAN, ELAN-light (ECCV 2022)', detect=detect_elan),
+             summary='ELAN, ELAN-light (ECCV 2022)', detect=detect_elan, input_multiple=elan_arch.input_multiple,
+             value_range=elan_arch.value_range, unit_range_args=MappingProxyType(elan_arch.UNIT_RANGE),
+             tags=elan_arch.tags, convert_authors_checkpoint=convert_authors_checkpoint),
     ArchSpec(ESCRealM, 'upscaling_factor',
              presets={'esc_realm': dict(_ESC, n_blocks=10, exp_ratio=2, mid_dim=48, upsampler='nearest+conv',
                                         unshuffle_mod=True)},
              scales=(1, 2, 3, 4), deploy=fold_geometric_ensemble, is_deployed=geometric_ensemble_folded,
-             summary='ESCRealM: multi-scale real-world (x1-x4), unified upsampler', detect=detect_esc_realm),
+             summary='ESCRealM: multi-scale real-world (x1-x4), unified upsampler', detect=detect_esc_realm,
+             input_multiple=esc_realm_arch.input_multiple, tags=esc_realm_arch.tags),
     ArchSpec(ESCLTE, None, presets={'esc_lte': dict(_ESC, hidden_dim=256, imnet_hidden=[256, 256, 256])}, scales=(),
              deploy=fold_esc_lte, is_deployed=esc_lte_folded,
-             summary='ESC + LTE: arbitrary scale (query-based decoder)', detect=detect_esc_lte),
+             summary='ESC + LTE: arbitrary scale (query-based decoder)', detect=detect_esc_lte,
+             input_multiple=window_multiple, arbitrary_scale=True, tags=trunk_tags),
 )
 
 ARCHITECTURES: Mapping[str, ArchSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
@@ -97,4 +167,32 @@ def arch_spec(name: str) -> ArchSpec:
 
 def presets() -> dict[str, tuple[ArchSpec, Mapping[str, Any]]]:
     """Preset name -> (its architecture, its constructor arguments without the scale)."""
-    return {preset: (spec, kwargs) for spec in _SPECS for preset, kwargs in spec.presets.items()}
+    return {preset: (spec, kwargs) for spec in ARCHITECTURES.values() for preset, kwargs in spec.presets.items()}
+
+
+def network_input_multiple(network_g: Mapping[str, Any]) -> int | None:
+    """The input multiple (``ArchSpec.input_multiple``) of a ``network_g`` (with ``type``); ``None`` when
+    the type is not an esc_basicsr architecture."""
+    spec = ARCHITECTURES.get(network_g.get('type'))
+    if spec is None:
+        return None
+    return 1 if spec.input_multiple is None else int(spec.input_multiple(spec.arguments(network_g)))
+
+
+def network_value_range(network_g: Mapping[str, Any]) -> float | None:
+    """The image range (``ArchSpec.value_range``) of a ``network_g`` (with ``type``); ``None`` when the
+    type is not an esc_basicsr architecture."""
+    spec = ARCHITECTURES.get(network_g.get('type'))
+    if spec is None:
+        return None
+    return 1.0 if spec.value_range is None else float(spec.value_range(spec.arguments(network_g)))
+
+
+def with_unit_range(network_g: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy of ``network_g`` (with ``type``) taking and returning [0, 1] images: the architecture's
+    ``unit_range_args`` added where not given (ELAN: ``input_range: 1.0``); other types unchanged."""
+    opt = dict(network_g)
+    spec = ARCHITECTURES.get(opt.get('type'))
+    for key, value in (spec.unit_range_args if spec is not None else {}).items():
+        opt.setdefault(key, value)
+    return opt
