@@ -9,9 +9,11 @@ a state_dict alone. :func:`install` adds ours, using the detectors of the archit
     model = spandrel.ModelLoader().load_from_file('ESC_x2.pth')   # ImageModelDescriptor, scale 2
 
 Descriptors take and return ``(1, 3, H, W)`` images in [0, 1] of any size (our networks pad
-internally: no size requirements) and support tiling. ELAN is built with ``input_range=1.0`` (it
-was trained on [0, 255]). ESC-LTE renders any scale; spandrel needs one integer, so its descriptor
-upscales by ``lte_scale`` (argument of :func:`install`, default 4).
+internally: no size requirements) and support tiling. Everything a descriptor states comes from the
+architecture table (:data:`esc_basicsr.archs.ARCHITECTURES`): the detector, the arguments that make
+a network take [0, 1] images (ELAN, trained on [0, 255]: ``input_range=1.0``), the half/bfloat16
+flags and the tags. An arbitrary-scale network (ESC-LTE) renders any scale; spandrel needs one
+integer, so its descriptor upscales by ``lte_scale`` (argument of :func:`install`, default 4).
 
 spandrel is an optional dependency (``pip install esc_basicsr[spandrel]``), imported only here.
 """
@@ -23,18 +25,15 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from .archs.detection import build_from_state_dict, weights_scale
+from .archs.table import ARCHITECTURES, arch_spec
+
 ID_PREFIX = 'esc_basicsr.'
-# fp16/bf16 casts checked against float32 by tests/test_spandrel.py for every architecture (trained-like
-# magnitudes: calibrated fixtures, default initialisation for ESC, whose fixtures' random weights overflow fp16)
-_HALF = {'ESC': True, 'ESCFP': True, 'ESCReal': True, 'ESCRealM': True, 'ESCLTE': True, 'ELAN': True}
-_BF16 = dict(_HALF)
 
 
 def _detects(name: str, state_dict: Mapping[str, Any]) -> dict[str, Any] | None:
     """Constructor arguments if ``state_dict`` is of architecture ``name``; never raises (a detector
     must not stop spandrel from trying the other architectures)."""
-    from .archs.table import arch_spec
-
     detect = arch_spec(name).detect
     try:
         return detect(state_dict) if detect is not None else None
@@ -43,18 +42,11 @@ def _detects(name: str, state_dict: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _tags(name: str, kwargs: Mapping[str, Any]) -> list[str]:
-    """Preset name if the size matches one (``esc_light``), then ``{dim}dim``/``{n}blocks`` style tags."""
-    from .archs.table import arch_spec
-
+    """Preset name if the size matches one (``esc_light``), then the row's size tags (``ArchSpec.tags``)."""
     spec = arch_spec(name)
     tags = [preset for preset, args in spec.presets.items()
-            if all(kwargs.get(k) == v for k, v in args.items() if k not in ('attn_type', 'input_range'))]
-    if name == 'ELAN':
-        return tags + [f'{kwargs["c_elan"]}nf', f'{kwargs["m_elan"]}m', f'range {kwargs["rgb_range"]:g}']
-    tags += [f'{kwargs["dim"]}dim', f'{kwargs["n_blocks"]}blocks', f'window {kwargs["window_size"]}']
-    if name == 'ESCRealM':
-        tags.append(str(kwargs['upsampler']))
-    return tags
+            if all(kwargs.get(k) == v for k, v in args.items() if k not in spec.option_extras)]
+    return tags + (spec.tags(spec.arguments(kwargs)) if spec.tags is not None else [])
 
 
 @functools.cache
@@ -71,24 +63,22 @@ def _architecture_class() -> type:
             self.lte_scale = lte_scale
 
         def load(self, state_dict: Mapping[str, Any]) -> ImageModelDescriptor[nn.Module]:
-            from .archs.detection import build_from_state_dict, weights_scale
-
+            spec = arch_spec(self.arch_name)
             kwargs = _detects(self.arch_name, state_dict)
             if kwargs is None:
                 raise ValueError(f'not a state_dict of {self.arch_name}')
-            if self.arch_name == 'ELAN':
-                kwargs['input_range'] = 1.0  # spandrel passes [0, 1] images
+            kwargs.update(spec.unit_range_args)  # spandrel passes [0, 1] images
             tensors = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
             model = build_from_state_dict(self.arch_name, kwargs, tensors)
             scale = weights_scale(self.arch_name, kwargs)
             call_fn = None
-            if scale is None:  # arbitrary scale (ESC-LTE): a fixed integer scale for spandrel
+            if spec.arbitrary_scale:  # ESC-LTE: a fixed integer scale for spandrel
                 scale = self.lte_scale
                 call_fn = functools.partial(_upscale_by, scale=scale)
             return ImageModelDescriptor(
                 model, tensors, architecture=self, purpose='SR' if scale > 1 else 'Restoration',
-                tags=_tags(self.arch_name, kwargs), supports_half=_HALF[self.arch_name],
-                supports_bfloat16=_BF16[self.arch_name], scale=scale, input_channels=3, output_channels=3,
+                tags=_tags(self.arch_name, kwargs), supports_half=spec.supports_half,
+                supports_bfloat16=spec.supports_bfloat16, scale=scale, input_channels=3, output_channels=3,
                 size_requirements=SizeRequirements(), tiling=ModelTiling.SUPPORTED, call_fn=call_fn)
 
     return EscBasicsrArchitecture
@@ -102,8 +92,6 @@ def _upscale_by(model: nn.Module, image: torch.Tensor, scale: int) -> torch.Tens
 
 def architectures(lte_scale: int = 4) -> list[Any]:
     """spandrel ``Architecture`` objects of every detectable entry of the architecture table."""
-    from .archs.table import ARCHITECTURES
-
     cls = _architecture_class()
     return [cls(name, lte_scale) for name, spec in ARCHITECTURES.items() if spec.detect is not None]
 
