@@ -95,7 +95,7 @@ class Upscaler:
         self.value_range = network.value_range
         self.device, self.dtype = device, dtype
         self.tile, self.tile_pad = tile, tile_pad
-        self.align = tile_alignment(self.model)
+        self.align = tile_alignment(self.model, network.network_g)
 
     def __call__(self, x):
         import torch

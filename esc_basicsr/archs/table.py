@@ -154,7 +154,8 @@ _SPECS = (
              input_multiple=window_multiple, arbitrary_scale=True, tags=trunk_tags),
 )
 
-ARCHITECTURES: Mapping[str, ArchSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
+_ROWS: dict[str, ArchSpec] = {spec.name: spec for spec in _SPECS}  # tests may add a row (monkeypatch.setitem)
+ARCHITECTURES: Mapping[str, ArchSpec] = MappingProxyType(_ROWS)
 
 
 def arch_spec(name: str) -> ArchSpec:

@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from ..archs.checkpoint import extract_state_dict
 from ..archs.deploy import deploy as deploy_model
-from ..archs.table import ARCHITECTURES
+from ..archs.table import ARCHITECTURES, network_value_range, with_unit_range
 
 # constructor arguments holding the upscaling factor: ours (from the architecture table), then
 # BasicSR's conventions (SwinIR ``upscale``; EDSR, RRDBNet ``scale``)
@@ -79,15 +79,13 @@ def read_options(path: str | Path) -> dict[str, Any]:
 def network_from_preset(name: str, scale: int) -> dict[str, Any]:
     """``network_g`` of a preset at ``scale``, taking images in [0, 1].
 
+    The architecture's ``unit_range_args`` are added (:func:`esc_basicsr.archs.table.with_unit_range`):
     ELAN presets are the authors' models (images in [0, ``rgb_range`` = 255]); ``input_range: 1.0``
-    is added so that, like every BasicSR network, they take and return [0, 1] images.
+    makes them, like every BasicSR network, take and return [0, 1] images.
     """
     from ..archs.presets import network_g
 
-    opt = network_g(name, scale)
-    if opt['type'] == 'ELAN':
-        opt.setdefault('input_range', 1.0)
-    return opt
+    return with_unit_range(network_g(name, scale))
 
 
 def network_scale(network_g: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> int | None:
@@ -169,8 +167,9 @@ class DetectedWeights:
     """What the weights themselves say (:func:`esc_basicsr.archs.detect`).
 
     Attributes:
-        network_g: ``{'type': name, **constructor_arguments}`` (ELAN: ``input_range: 1.0`` added, so
-            that it takes [0, 1] images like every BasicSR network); ``None`` if not recognised.
+        network_g: ``{'type': name, **constructor_arguments}`` (the architecture's ``unit_range_args``
+            added, ELAN's ``input_range: 1.0``, so that it takes [0, 1] images like every BasicSR
+            network); ``None`` if not recognised.
         scale: the upscaling factor the weights were trained for (``None``: unknown or arbitrary).
         error: why they were not recognised (the message of the detection error).
     """
@@ -190,10 +189,7 @@ def detect_weights(state_dict: Mapping[str, torch.Tensor] | None) -> DetectedWei
         name, kwargs = detect(state_dict)
     except UnknownArchitectureError as exc:
         return DetectedWeights(None, None, str(exc))
-    network_g = {'type': name, **kwargs}
-    if name == 'ELAN':
-        network_g['input_range'] = 1.0
-    return DetectedWeights(network_g, weights_scale(name, kwargs))
+    return DetectedWeights(with_unit_range({'type': name, **kwargs}), weights_scale(name, kwargs))
 
 
 def resolve_network_g(opt: str | Path | None = None, preset: str | None = None, scale: int | None = None,
@@ -299,7 +295,9 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
             raise ValueError(f'{type(model).__name__} renders any scale: give one (--scale, e.g. 2.5)')
         return LoadedNetwork(model, network_g, scale, 1.0, meta)
     net_scale = network_scale(network_g) or net_scale or probe_scale(model)
-    value_range = float(getattr(model, 'input_range', 1.0) or 1.0)
+    value_range = network_value_range(network_g)  # ours: the table's; others: BasicSR's [0, 1]
+    if value_range is None:
+        value_range = float(getattr(model, 'input_range', 1.0) or 1.0)
     return LoadedNetwork(model, network_g, int(net_scale), value_range, meta)
 
 

@@ -2,26 +2,35 @@
 
 The image is cut into ``tile x tile`` tiles; each is run with ``tile_pad`` pixels of real image
 context on every side (clipped at the borders) and only its centre is kept. Both sizes are
-rounded up to a multiple of the model's attention window (:func:`tile_alignment`; 32 for ESC,
-16 for ELAN), so every tile sees the same window grid as the whole image: what differs from a
-whole-image pass is only what lies beyond ``tile_pad`` (the receptive field of the convolutions
-and the global pooling of ESC's dynamic kernels).
+rounded up to a multiple of the model's window grid (:func:`tile_alignment`; 32 for ESC, 16 for
+ELAN, 64 for ESCRealM x2, whose trunk runs on the input unshuffled by 2), so every tile sees the
+same window grid as the whole image: what differs from a whole-image pass is only what lies beyond
+``tile_pad`` (the receptive field of the convolutions and the global pooling of ESC's dynamic
+kernels).
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn as nn
 
+from ..archs.table import network_input_multiple
 
-def tile_alignment(model: nn.Module) -> int:
-    """Least common multiple of the window sizes found on ``model``'s submodules (1 if none).
 
-    Looks at ``window_size`` (ESC's WindowAttention, SwinIR), ``window_sizes`` (ELAN) and
-    ``pad_multiple`` attributes.
+def tile_alignment(model: nn.Module, network_g: Mapping[str, Any] | None = None) -> int:
+    """The window grid of ``model``, in input pixels (1 if none).
+
+    For an esc_basicsr architecture described by ``network_g`` (with ``type``): its input multiple
+    from the architecture table (``ArchSpec.input_multiple``, input unshuffling included). Otherwise
+    (BasicSR's own networks such as SwinIR, or no ``network_g``): the least common multiple of the
+    ``window_size`` (ESC's WindowAttention, SwinIR), ``window_sizes`` (ELAN) and ``pad_multiple``
+    attributes found on ``model``'s submodules.
     """
+    multiple = network_input_multiple(network_g) if network_g is not None else None
+    if multiple is not None:
+        return multiple
     sizes: list[int] = []
     for module in model.modules():
         for attr in ('window_size', 'window_sizes', 'pad_multiple'):

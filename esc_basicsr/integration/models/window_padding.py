@@ -1,8 +1,9 @@
 """Test-time padding of the input to a multiple of the attention window (the authors' models do it).
 
-The input is reflect-padded at the bottom/right to a multiple of ``network_g.window_size`` (or of
-the least common multiple of ``network_g.window_sizes``, as ELAN writes it) and the output cropped
-back to ``scale`` times the input size. Inputs smaller than the padding (where a single reflect
+The input is reflect-padded at the bottom/right to a multiple of the network's input grid and the
+output cropped back to ``scale`` times the input size. The grid of esc_basicsr's networks is the
+architecture table's (``ArchSpec.input_multiple``: ESCRealM's includes its input unshuffling); for
+others it is ``network_g.window_size``, or the least common multiple of ``network_g.window_sizes``. Inputs smaller than the padding (where a single reflect
 pad is impossible, a known failure of the reference code) are reflected repeatedly, and padded
 by replication once a side is one pixel (:func:`esc_basicsr.layers.padding.pad_to_multiple`).
 """
@@ -10,11 +11,15 @@ from __future__ import annotations
 
 import math
 
+from ...archs.table import network_input_multiple
 from ...layers.padding import pad_to_multiple
 
 
 def padding_multiple(network_opt: dict) -> int:
     """The padding multiple of a ``network_g`` option dict (1: no padding)."""
+    ours = network_input_multiple(network_opt)
+    if ours is not None:
+        return ours
     window = network_opt.get('window_size')
     if window:
         return int(window)
