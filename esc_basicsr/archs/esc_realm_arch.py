@@ -36,6 +36,15 @@ def unshuffle_factor(upscaling_factor: int, upsampler: str, unshuffle_mod: bool)
     return 4 // upscaling_factor if unshuffle_mod and upscaling_factor < 3 and upsampler != 'conv' else 1
 
 
+def unshuffled_proj(dim: int, unshuffle: int) -> nn.Module:
+    """ESCRealM's ``proj``: PixelUnshuffle(f) then conv3x3 ``3 f^2 -> dim`` (``(B, 3, H, W)`` ->
+    ``(B, dim, H/f, W/f)``); a plain conv3x3 ``3 -> dim`` when f = 1."""
+    f = unshuffle
+    if f == 1:
+        return nn.Conv2d(3, dim, 3, 1, 1)
+    return nn.Sequential(nn.PixelUnshuffle(f), nn.Conv2d(3 * f * f, dim, 3, 1, 1))
+
+
 class ESCRealM(SharedKernelTrunk):
     """ESCRealM: ESC-Real at scales 1-4 with a selectable upsampler.
 
@@ -74,9 +83,7 @@ class ESCRealM(SharedKernelTrunk):
             dim, pdim, kernel_size, n_blocks,
             partial(ESCBlock, dim, pdim, conv_blocks, kernel_size, window_size, num_heads, exp_ratio, attn_type,
                     use_ln=True),
-            proj=lambda: nn.Sequential(nn.PixelUnshuffle(f), nn.Conv2d(3 * f * f, dim, 3, 1, 1)) if f > 1
-            else nn.Conv2d(3, dim, 3, 1, 1),
-            before_blocks={'skip': lambda: image_skip_branch(dim, 3, f)})
+            proj=partial(unshuffled_proj, dim, f), before_blocks={'skip': partial(image_skip_branch, dim, 3, f)})
         try:
             self.to_img = UniUpsample(upsampler, upsampler_scale, dim, 3, mid_dim, 4)
         except ValueError as exc:

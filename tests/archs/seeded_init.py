@@ -6,7 +6,8 @@ builder): the order in which parameters are created decides both the initial val
 consumption) and the order of the optimiser's state, which resuming relies on.
 
 The values are those of this torch build at 2 threads (as the tests run, tests/conftest.py):
-LAPACK's QR behind ``nn.init.orthogonal_`` rounds differently with other thread counts. Record once with ``.venv/bin/python -m tests.archs.seeded_init`` (writes ``init_digests.json``).
+LAPACK's QR behind ``nn.init.orthogonal_`` rounds differently with other thread counts. Record once
+with ``.venv/bin/python -m tests.archs.seeded_init`` (writes ``init_digests.json``).
 """
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ if __name__ == '__main__':
     torch.set_num_threads(2)  # as the tests (tests/conftest.py)
     recorded = {name: digest(*config) for name, config in configurations().items()}
     recorded['_recorded_with'] = {'torch': torch.__version__, 'threads': torch.get_num_threads()}  # type: ignore
-    lines = [f'{json.dumps(name)}: {json.dumps(rows, separators=(",", ":"))}' for name, rows in sorted(recorded.items())]
+    lines = [f'{json.dumps(name)}: {json.dumps(rows, separators=(",", ":"))}'
+             for name, rows in sorted(recorded.items())]
     DIGESTS.write_text('{\n' + ',\n'.join(lines) + '\n}\n')
     print(f'{DIGESTS}: {len(recorded)} configurations '
           f'({sum(isinstance(v, str) for v in recorded.values())} refused)')

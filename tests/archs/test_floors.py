@@ -58,5 +58,6 @@ def test_nothing_below_the_table_imports_it_or_its_readers() -> None:
 def test_layers_do_not_import_archs() -> None:
     for path in LAYERS.glob('*.py'):
         tree = ast.parse(path.read_text())
-        modules = [('..' if n.level == 2 else '') + (n.module or '') for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        modules = [('..' if n.level == 2 else '') + (n.module or '')
+                   for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not [m for m in modules if m.startswith(('..archs', 'esc_basicsr.archs'))], path.name

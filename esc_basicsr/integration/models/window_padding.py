@@ -3,9 +3,10 @@
 The input is reflect-padded at the bottom/right to a multiple of the network's input grid and the
 output cropped back to ``scale`` times the input size. The grid of esc_basicsr's networks is the
 architecture table's (``ArchSpec.input_multiple``: ESCRealM's includes its input unshuffling); for
-others it is ``network_g.window_size``, or the least common multiple of ``network_g.window_sizes``. Inputs smaller than the padding (where a single reflect
-pad is impossible, a known failure of the reference code) are reflected repeatedly, and padded
-by replication once a side is one pixel (:func:`esc_basicsr.layers.padding.pad_to_multiple`).
+others it is ``network_g.window_size``, or the least common multiple of ``network_g.window_sizes``.
+Inputs smaller than the padding (where a single reflect pad is impossible, a known failure of the
+reference code) are reflected repeatedly, and padded by replication once a side is one pixel
+(:func:`esc_basicsr.layers.padding.pad_to_multiple`).
 """
 from __future__ import annotations
 
