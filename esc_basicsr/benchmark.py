@@ -293,7 +293,7 @@ def write_csv(path: str, rows: list[dict[str, Any]]) -> None:
     """One CSV row per result (scalar fields only)."""
     keys = ['label', 'arch', 'attn', 'scale', 'lr_h', 'lr_w', 'params', 'macs', 'latency_ms', 'mem_added_mb',
             'mem_peak_mb', 'ratio', 'mem_ratio', 'device', 'precision', 'threads', 'error']
-    from .tools.atomic import atomic_path
+    from .utils.atomic import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction='ignore')
@@ -324,7 +324,7 @@ def write_plot(path: str, rows: list[dict[str, Any]], title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    from .tools.atomic import atomic_path
+    from .utils.atomic import atomic_path
 
     try:
         with atomic_path(path) as tmp:  # keeps the extension, from which matplotlib takes the format
@@ -399,8 +399,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     """Validate the arguments and decide the rows; raises ``ValueError``/``KeyError``/``OSError``."""
     import torch
 
-    from .tools.output_paths import check_distinct_files
     from .tools.runtime import resolve_device, resolve_dtype
+    from .utils.output_paths import check_distinct_files
 
     device = resolve_device(args.device)
     resolve_dtype(args.precision, device)
@@ -480,7 +480,7 @@ def report(plan: Plan, rows: list[dict[str, Any]], args: argparse.Namespace) -> 
     for note in plan.notes + [n for e in plan.entries for n in e.notes]:
         print(f'\nnote: {note}')
     if args.json:
-        from .tools.atomic import write_text
+        from .utils.atomic import write_text
         write_text(args.json, json.dumps({'config': cfg, 'notes': plan.notes, 'results': rows}, indent=2))
     if args.csv:
         write_csv(args.csv, rows)

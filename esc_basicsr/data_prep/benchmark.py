@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..tools.image_io import DEFAULT_MAX_PIXELS
+from ..utils.image_io import DEFAULT_MAX_PIXELS
 from .crop import mod_crop
 from .div2k import assign_stems, check_not_inputs, same_source, source_record
 from .imageio import (

@@ -29,8 +29,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..tools.image_io import DEFAULT_MAX_PIXELS
-from ..tools.output_paths import same_file
+from ..utils.image_io import DEFAULT_MAX_PIXELS
+from ..utils.output_paths import same_file
 from .crop import bicubic_resize, mod_crop, subimage_boxes
 from .imageio import (
     ImageError,

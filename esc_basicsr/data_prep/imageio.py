@@ -1,4 +1,4 @@
-"""Image reading/writing for data preparation: the tools' one reader (:mod:`esc_basicsr.tools.image_io`:
+"""Image reading/writing for data preparation: the tools' one reader (:mod:`esc_basicsr.utils.image_io`:
 EXIF orientation, pixel limit, bit depth), atomic PNG writes, source fingerprints."""
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..tools.atomic import TMP_MARK, remove_stale_temporaries, write_bytes
-from ..tools.atomic import check_writable as atomic_check_writable
-from ..tools.image_io import DEFAULT_MAX_PIXELS, ImageReadError, read_bgr8
-from ..tools.image_io import IMAGE_EXTENSIONS as READER_EXTENSIONS
-from ..tools.image_markers import PNG_END, PNG_SIGNATURE
+from ..utils.atomic import TMP_MARK, remove_stale_temporaries, write_bytes
+from ..utils.atomic import check_writable as atomic_check_writable
+from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageReadError, read_bgr8
+from ..utils.image_io import IMAGE_EXTENSIONS as READER_EXTENSIONS
+from ..utils.image_markers import PNG_END, PNG_SIGNATURE
 
 __all__ = ['IMAGE_EXTENSIONS', 'ImageError', 'TMP_MARK', 'check_writable', 'encode_png', 'list_images',
            'png_complete', 'read_bgr', 'remove_stale_temporaries', 'safe_stem', 'source_digest', 'write_atomic',
@@ -50,7 +50,7 @@ def safe_stem(path: Path) -> str:
 
 def read_bgr(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image as upright 8-bit BGR ``(H, W, 3)`` (grey replicated, alpha dropped, 16-bit scaled);
-    raise ``ImageError`` naming the file for anything unusable (see :func:`esc_basicsr.tools.image_io.read_bgr8`)."""
+    raise ``ImageError`` naming the file for anything unusable (see :func:`esc_basicsr.utils.image_io.read_bgr8`)."""
     try:
         return read_bgr8(path, max_pixels)
     except ImageReadError as exc:

@@ -196,7 +196,7 @@ def write_comparison(path: str | Path, rows: Sequence[ComparisonRow], crop: int 
     """Render (:func:`render_comparison`) and write the figure as PNG, atomically; returns ``path``."""
     import cv2
 
-    from .atomic import write_bytes
+    from ..utils.atomic import write_bytes
 
     path = Path(path)
     if path.suffix.lower() != '.png':
