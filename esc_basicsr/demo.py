@@ -83,7 +83,7 @@ def write_photos(folder: Path, names: tuple[str, ...], crop: int | None = None) 
                 y, x = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
                 img = img[y:y + crop, x:x + crop]
             img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
-            from .data_prep.imageio import write_png
+            from .utils.image_io import write_png
             write_png(target, np.ascontiguousarray(img))
         written.append(name)
     return written

@@ -14,22 +14,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..utils.image_io import DEFAULT_MAX_PIXELS
+from ..utils.atomic import remove_stale_temporaries, write_bytes
+from ..utils.image_io import DEFAULT_MAX_PIXELS, write_png
+from ..utils.image_markers import png_complete
 from .crop import mod_crop
 from .div2k import assign_stems, check_not_inputs, same_source, source_record
-from .imageio import (
-    ImageError,
-    check_writable,
-    list_images,
-    png_complete,
-    read_bgr,
-    remove_stale_temporaries,
-    source_digest,
-    write_atomic,
-    write_png,
-)
 from .report import ImageJob, Outcome, Report, run_parallel
 from .resize import downscale, scale_name
+from .sources import ImageError, check_writable, list_images, read_bgr, source_digest
 
 
 def _process(job: ImageJob) -> Outcome:
@@ -51,7 +43,7 @@ def _process(job: ImageJob) -> Outcome:
         for (s, _), target in zip(job.lq_dirs, targets[1:], strict=True):
             if not known or not png_complete(target):
                 write_png(target, downscale(img, s, job.mod))
-        write_atomic(source_record(job), (digest + '\n').encode())
+        write_bytes(source_record(job), (digest + '\n').encode(), make_parents=False)
         return Outcome(str(job.source), 'written', [job.stem], digest=digest)
     except ImageError as exc:
         return Outcome(str(job.source), 'failed', reason=str(exc).removeprefix(f'{job.source}: '))
