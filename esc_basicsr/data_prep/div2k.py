@@ -32,8 +32,9 @@ from pathlib import Path
 from ..utils.atomic import remove_stale_temporaries, write_bytes
 from ..utils.image_io import DEFAULT_MAX_PIXELS, write_png
 from ..utils.image_markers import png_complete
+from ..utils.matlab_resize import bicubic_resize
 from ..utils.output_paths import same_file
-from .crop import bicubic_resize, mod_crop, subimage_boxes
+from .crop import mod_crop, subimage_boxes
 from .lmdb_tools import build_lmdb, remove_stale_lmdbs
 from .report import ImageJob, Outcome, Report, run_parallel
 from .sources import ImageError, check_writable, list_images, read_bgr, safe_stem, source_digest

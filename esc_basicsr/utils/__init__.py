@@ -4,6 +4,7 @@
 * :mod:`.image_markers`: PNG/JPEG start and end markers (completeness checks without decoding).
 * :mod:`.atomic`: every file written under a temporary name and renamed into place.
 * :mod:`.output_paths`: which files a tool reads and writes; unsafe plans refused.
+* :mod:`.matlab_resize`: MATLAB-compatible bicubic resizing (LR images, bicubic baselines).
 
-Torch-free, and nothing here is imported by ``import esc_basicsr``; see docs/architecture.md.
+Nothing here is imported by ``import esc_basicsr``; see docs/architecture.md for the floors.
 """
