@@ -76,7 +76,8 @@ def load_for_export(args: argparse.Namespace) -> Any:
         UsageError: with the message to print.
     """
     from .tools.loading import load_network
-    from .tools.options_check import check_network_g, check_weights_file, load_error_message, read_option_file
+    from .tools.options_check import check_network_g, check_weights_file, load_error_message
+    from .utils.options import read_option_file
     from .utils.output_paths import check_distinct_files
 
     if not args.output and not args.onnx:

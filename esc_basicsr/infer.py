@@ -163,10 +163,11 @@ def prepare_run(args: argparse.Namespace) -> Run:
     from .archs import PRESETS, arch_spec
     from .tools.infer_compare import check_gt_dir
     from .tools.loading import load_network
-    from .tools.options_check import check_network_g, check_weights_file, read_option_file
+    from .tools.options_check import check_network_g, check_weights_file
     from .tools.runtime import resolve_device, resolve_dtype
     from .utils.atomic import check_writable
     from .utils.image_io import DEFAULT_MAX_PIXELS, output_format
+    from .utils.options import read_option_file
     from .utils.output_paths import list_inputs, plan_outputs
 
     if args.batch_size < 1 or args.tile < 0 or args.tile_pad < 0 or (args.max_pixels is not None
