@@ -29,7 +29,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import write_bytes
 from .image_markers import PNG_SIGNATURE
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.exr')
@@ -332,6 +331,8 @@ def encode_image(pixels: np.ndarray, ext: str, params: list[int] | None = None) 
 
 def write_image(path: str | Path, pixels: np.ndarray) -> None:
     """Atomically write ``pixels`` (from :func:`compose`) to ``path``, creating its folder."""
+    from .atomic import write_bytes
+
     path = Path(path)
     write_bytes(path, encode_image(pixels, path.suffix or '.png'))
 
@@ -339,4 +340,6 @@ def write_image(path: str | Path, pixels: np.ndarray) -> None:
 def write_png(path: str | Path, pixels: np.ndarray, compress_level: int = 3) -> None:
     """Atomically write 8-bit BGR ``(H, W, 3)`` (or grey ``(H, W)``) ``pixels`` as a PNG with zlib
     ``compress_level`` (data preparation and the demo's photographs; the folder must exist)."""
+    from .atomic import write_bytes
+
     write_bytes(path, encode_image(pixels, '.png', [cv2.IMWRITE_PNG_COMPRESSION, compress_level]), make_parents=False)
