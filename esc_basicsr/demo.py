@@ -14,87 +14,28 @@ trained model beats bicubic, 1 otherwise. The result is also saved to ``demo_res
 side-by-side figure (input, bicubic, model, ground truth, PSNR under each) to ``demo_comparison.png``.
 
 ``--arbitrary-scale``: the same with ESC-LTE (one network for any factor), tested at x2.5
-(:mod:`esc_basicsr.demo_lte`).
+(:mod:`esc_basicsr.demo_lte`). The steps both demos share: :mod:`esc_basicsr.tools.demo`.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import re
 import shutil
-import subprocess
 import sys
 import time
-from importlib import resources
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
-import numpy as np
+from .tools.demo import (TestSpec, install_options, log, prepare_data, seconds_per_iteration_fresh, test_and_report,
+                         train, write_demo_photos)
 
-# detailed photographs (mostly-black or blurred ones such as hubble_deep_field or clock teach little)
-TRAIN_PHOTOS = ('astronaut', 'coffee', 'immunohistochemistry', 'stereo_motorcycle', 'brick', 'grass', 'gravel',
-                'colorwheel')
-TEST_PHOTOS = ('chelsea', 'rocket', 'camera', 'coins')  # held out
-TEST_CROP = 288  # centre crops keep CPU testing short
 DEFAULT_ITERS = 400  # about 8 min of training on 2 CPU cores
 DEFAULT_MINUTES = 11.0  # a slower machine trains fewer iterations, so that the whole demo stays under 15 min
 STARTUP_SECONDS, STEP_OVERHEAD = 20.0, 1.1  # BasicSR's steps took 0.98-1.2x the fastest timed step here
 MIN_ITERS = 150  # fewer do not reliably beat bicubic (+0.05 dB at 100, +0.2 at 150, +0.55-0.69 at 300)
 NAME = 'demo_ESC_light_x2'
 TRAIN_OPT, TEST_OPT = f'{NAME}.yml', 'demo_test_ESC_light_x2.yml'
-FIGURE_CROP = 72  # output pixels per crop: 4 photos x 4 panels stay a small PNG (about 200 KB)
-
-
-@dataclass(frozen=True)
-class TestSpec:
-    """What the demo's test step reads: BasicSR's results of ``test_opt`` for the held-out set."""
-
-    name: str  # the experiment (option files' ``name``)
-    test_opt: str
-    test_set: str  # under workdir/datasets, with GTmod12 and lr_folder; also the dataset's ``name``
-    lr_folder: str
-    scale: float
-    label: str  # the model's name in the table and the figure
-
-
 CLASSIC = TestSpec(NAME, TEST_OPT, 'DemoTest', 'LRbicx2', 2, 'ESC-light')
-
-
-def log(message: str) -> None:
-    print(f'[demo] {message}', flush=True)
-
-
-def write_photos(folder: Path, names: tuple[str, ...], crop: int | None = None) -> list[str]:
-    """Save skimage.data photographs as PNG (BGR for OpenCV); returns the names written."""
-    import cv2
-    from skimage import data
-
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in names:
-        target = folder / f'{name}.png'
-        if not target.exists():
-            img = getattr(data, name)()
-            img = img[0] if isinstance(img, tuple) else img  # stereo_motorcycle: (left, right, disparity)
-            if crop is not None:
-                h, w = img.shape[:2]
-                y, x = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-                img = img[y:y + crop, x:x + crop]
-            img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
-            from .data_prep.imageio import write_png
-            write_png(target, np.ascontiguousarray(img))
-        written.append(name)
-    return written
-
-
-def install_options(workdir: Path, names: Sequence[str] = (TRAIN_OPT, TEST_OPT)) -> None:
-    """Copy the packaged demo option files to ``workdir/options`` (paths in them are workdir-relative)."""
-    (workdir / 'options').mkdir(exist_ok=True)
-    for name in names:
-        text = resources.files('esc_basicsr').joinpath('options', name).read_text()
-        (workdir / 'options' / name).write_text(text)
 
 
 def initial_weights(workdir: Path) -> Path:
@@ -118,44 +59,9 @@ def initial_weights(workdir: Path) -> Path:
     return path
 
 
-def seconds_per_iteration(opt_file: Path, warmup: int = 2, repeats: int = 8) -> float:
-    """Fastest wall time of a training step of the demo's network and batch (forward, L1, backward, AdamW).
-
-    The fastest, not the median: on a shared machine a few steps often run 1.5x slower (a median of
-    6 steps read 1.49-1.87 s where the training that followed ran at 1.17-1.24 s per step).
-    """
-    import torch
-    import yaml
-    from basicsr.archs import build_network
-
-    opt = yaml.safe_load(opt_file.read_text())
-    ds, scale = opt['datasets']['train'], opt['scale']
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    net = build_network(opt['network_g']).to(device)
-    optimizer = torch.optim.AdamW(net.parameters(), 1e-4)
-    b, p = ds['batch_size_per_gpu'], ds['gt_size'] // scale
-    x, y = torch.rand(b, 3, p, p, device=device), torch.rand(b, 3, p * scale, p * scale, device=device)
-    times = []
-    for i in range(warmup + repeats):
-        start = time.perf_counter()
-        loss = (net(x) - y).abs().mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        if i >= warmup:  # the first steps include one-off set-up (allocator, oneDNN primitives)
-            times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def measure_step(workdir: Path) -> float:
-    """:func:`seconds_per_iteration` timed in a fresh process, like the training that follows."""
-    code = ('import sys; from pathlib import Path; from esc_basicsr.demo import seconds_per_iteration; '
-            'print(seconds_per_iteration(Path(sys.argv[1])))')
-    out = subprocess.run([sys.executable, '-c', code, str(workdir / 'options' / TRAIN_OPT)], check=True,
-                         capture_output=True, text=True).stdout
-    return float(out.split()[-1])
+    """Seconds per training step of the demo's option file, timed in a fresh process."""
+    return seconds_per_iteration_fresh(workdir / 'options' / TRAIN_OPT)
 
 
 def plan_training(workdir: Path, minutes: float | None, iters: int | None,
@@ -184,93 +90,6 @@ def plan_training(workdir: Path, minutes: float | None, iters: int | None,
     return plan
 
 
-def run(cmd: list[str], cwd: Path) -> None:
-    log('$ python ' + ' '.join(cmd[1:]))
-    subprocess.run(cmd, cwd=cwd, check=True)
-
-
-def prepare_data(workdir: Path, commands: list[list[str]]) -> bool:
-    """Run ``python -m esc_basicsr.prepare`` for each command (``photos/``, ``datasets/``: workdir-relative)."""
-    from . import prepare
-
-    for cmd in commands:
-        log('$ python -m esc_basicsr.prepare ' + ' '.join(cmd))
-        absolute = [str(workdir / c) if c.startswith(('photos/', 'datasets/')) else c for c in cmd]
-        if prepare.main(absolute) != 0:
-            log('data preparation failed')
-            return False
-    return True
-
-
-def comparison_rows(workdir: Path, spec: TestSpec) -> list:
-    """A :class:`~esc_basicsr.tools.comparison.ComparisonRow` per held-out photo: its LR input, MATLAB
-    bicubic, the model's saved test output and the ground truth (PSNR: Y channel, ``ceil(scale)`` border)."""
-    import cv2
-
-    from .tools.comparison import ComparisonRow, align_gt, bicubic_upscale
-
-    test_dir = workdir / 'datasets' / spec.test_set
-    results = workdir / 'results' / spec.name / 'visualization' / spec.test_set
-    rows = []
-    for gt_path in sorted((test_dir / 'GTmod12').glob('*.png')):
-        lq, gt, sr = (cv2.imread(str(p))[:, :, ::-1] for p in (
-            test_dir / spec.lr_folder / gt_path.name, gt_path, results / f'{gt_path.stem}_{spec.name}.png'))
-        gt, why = align_gt(gt, lq.shape, spec.scale)  # the top-left of GTmod12 at a non-integer scale
-        if gt is None:
-            raise ValueError(f'{gt_path}: {why}')
-        rows.append(ComparisonRow.create(gt_path.stem, lq, bicubic_upscale(lq, gt.shape[:2]), sr, gt, spec.scale))
-    return rows
-
-
-def logged_psnr(workdir: Path, name: str) -> float:
-    """The mean PSNR of BasicSR's latest test log of experiment ``name``."""
-    logs = (workdir / 'results' / name).glob(f'test_{name}_*.log')
-    return float(re.findall(r'# psnr: ([\d.]+)', max(logs, key=lambda p: p.stat().st_mtime).read_text())[-1])
-
-
-def test_and_report(workdir: Path, spec: TestSpec, plan: dict, train_seconds: float | None, started: float) -> int:
-    """``python -m esc_basicsr.test``, then PSNRs against bicubic, ``demo_result.json`` and
-    ``demo_comparison.png``. Returns the exit code: 0 if the model beats bicubic, else 1."""
-    from .tools.comparison import summary_table, write_comparison
-
-    shutil.rmtree(workdir / 'results' / spec.name, ignore_errors=True)
-    run([sys.executable, '-m', 'esc_basicsr.test', '-opt', f'options/{spec.test_opt}'], cwd=workdir)
-    rows = comparison_rows(workdir, spec)
-    bicubic = {r.name: r.psnr['bicubic'] for r in rows}
-    model = {r.name: r.psnr['model'] for r in rows}
-    mean_bicubic, mean_model = float(np.mean(list(bicubic.values()))), float(np.mean(list(model.values())))
-    logged = logged_psnr(workdir, spec.name)
-    assert math.isclose(mean_model, logged, abs_tol=1e-3), (mean_model, logged)  # the same measure as BasicSR's
-    margin = mean_model - mean_bicubic
-    print(f'\nPSNR (dB, Y channel, {math.ceil(spec.scale)}-pixel border), x{spec.scale:g}, held-out photographs:')
-    print(summary_table(rows, spec.label))
-    figure = write_comparison(workdir / 'demo_comparison.png', rows, crop=FIGURE_CROP, model_label=spec.label)
-    total = time.perf_counter() - started
-    result = dict(scale=spec.scale, bicubic_psnr=mean_bicubic, model_psnr=mean_model, margin_db=margin,
-                  per_image_bicubic=bicubic, per_image_model=model, plan=plan, train_seconds=train_seconds,
-                  total_seconds=total, figure=str(figure))
-    (workdir / 'demo_result.json').write_text(json.dumps(result, indent=1) + '\n')
-    verdict = 'beats' if margin > 0 else 'does NOT beat'
-    how = f'{train_seconds / 60:.1f} min of training' if train_seconds is not None else 'trained by an earlier run'
-    print(f'\n{spec.label} ({plan["total_iter"]} iterations, {how}) {verdict} bicubic at x{spec.scale:g} by '
-          f'{margin:+.2f} dB. Demo time: {total / 60:.1f} min. Results: {workdir}/demo_result.json\n'
-          f'Comparison figure (input, bicubic, {spec.label}, ground truth): {figure}', flush=True)
-    return 0 if margin > 0 else 1
-
-
-def train(workdir: Path, name: str, train_opt: str, overrides: list[str]) -> float | None:
-    """``python -m esc_basicsr.train`` (resumable) unless ``experiments/<name>`` holds a trained model;
-    returns the training time in seconds, None when skipped."""
-    if (workdir / 'experiments' / name / 'models' / 'net_g_latest.pth').is_file():
-        log(f'{workdir}/experiments/{name}/models/net_g_latest.pth exists: skipping training (--retrain to '
-            'train again)')
-        return None
-    t = time.perf_counter()
-    run([sys.executable, '-m', 'esc_basicsr.train', '-opt', f'options/{train_opt}', '--auto_resume',
-         '--force_yml', *overrides], cwd=workdir)
-    return time.perf_counter() - t
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog='python -m esc_basicsr.demo', description=__doc__.split('\n')[0])
     parser.add_argument('--workdir', default=None,
@@ -295,17 +114,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def write_demo_photos(workdir_arg: str) -> Path:
-    """Step 1 of both demos: the work folder with the training and held-out photographs."""
-    workdir = Path(workdir_arg).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    log(f'[1/5] scikit-image photographs -> {workdir}/photos (train: {len(TRAIN_PHOTOS)}, held-out test: '
-        f'{len(TEST_PHOTOS)})')
-    write_photos(workdir / 'photos' / 'train', TRAIN_PHOTOS)
-    write_photos(workdir / 'photos' / 'test', TEST_PHOTOS, crop=TEST_CROP)
-    return workdir
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.arbitrary_scale:
@@ -321,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             ['benchmark', '--hr', 'photos/test', '--out', 'datasets/DemoTest', '--scales', '2',
              '--workers', str(args.workers)]]):
         return 2
-    install_options(workdir)
+    install_options(workdir, (TRAIN_OPT, TEST_OPT))
     initial_weights(workdir)
 
     if args.retrain:

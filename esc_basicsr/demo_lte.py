@@ -23,7 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .demo import TestSpec, install_options, log, prepare_data, test_and_report, train, write_demo_photos
+from .tools.demo import TestSpec, install_options, log, prepare_data, test_and_report, train, write_demo_photos
 
 NAME = 'demo_ESC_LTE'
 TRAIN_OPT, TEST_OPT = f'{NAME}.yml', 'demo_test_ESC_LTE_x2.5.yml'

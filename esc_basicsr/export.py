@@ -76,8 +76,9 @@ def load_for_export(args: argparse.Namespace) -> Any:
         UsageError: with the message to print.
     """
     from .tools.loading import load_network
-    from .tools.options_check import check_network_g, check_weights_file, load_error_message, read_option_file
-    from .tools.output_paths import check_distinct_files
+    from .tools.options_check import check_network_g, check_weights_file, load_error_message
+    from .utils.options import read_option_file
+    from .utils.output_paths import check_distinct_files
 
     if not args.output and not args.onnx:
         raise UsageError('nothing to write: give -o/--output (deployed checkpoint) and/or --onnx')
@@ -96,8 +97,8 @@ def load_for_export(args: argparse.Namespace) -> Any:
 
 def write_deployed(args: argparse.Namespace, model: Any, network: Any) -> None:
     """The deployed checkpoint, written atomically (folders created). Raises :class:`UsageError`."""
-    from .tools.atomic import atomic_path
     from .tools.loading import save_deployed
+    from .utils.atomic import atomic_path
 
     try:  # a temporary file next to the target, renamed when complete
         with atomic_path(args.output) as tmp:
@@ -109,9 +110,9 @@ def write_deployed(args: argparse.Namespace, model: Any, network: Any) -> None:
 
 def write_and_verify_onnx(args: argparse.Namespace, model: Any) -> int:
     """Export ONNX (atomically) and compare onnxruntime with PyTorch; returns the exit code."""
-    from .tools.atomic import atomic_path
     from .tools.onnx_export import ExportError, export_onnx, verify_onnx
     from .tools.tiling import tile_alignment
+    from .utils.atomic import atomic_path
 
     batch = 1 if args.static_batch else 2
     trace, verify = default_sizes(tile_alignment(model), batch)

@@ -125,7 +125,7 @@ def process_batch(upscaler: Upscaler, items: list, alpha_mode: str) -> list[Exce
     import cv2
     import torch
 
-    from .tools.image_io import compose, upscale_alpha, write_image
+    from .utils.image_io import compose, upscale_alpha, write_image
 
     rgb = torch.from_numpy(np.stack([img.rgb for img, _, _ in items])).permute(0, 3, 1, 2)
     out = upscaler(rgb).permute(0, 2, 3, 1).numpy()
@@ -161,13 +161,14 @@ def prepare_run(args: argparse.Namespace) -> Run:
     """Check everything that can be checked before the first image (paths, names, output format,
     network, weights, writability) and load the network. Raises on any usage error."""
     from .archs import PRESETS, arch_spec
-    from .tools.atomic import check_writable
-    from .tools.image_io import DEFAULT_MAX_PIXELS, output_format
     from .tools.infer_compare import check_gt_dir
     from .tools.loading import load_network
-    from .tools.options_check import check_network_g, check_weights_file, read_option_file
-    from .tools.output_paths import list_inputs, plan_outputs
+    from .tools.options_check import check_network_g, check_weights_file
     from .tools.runtime import resolve_device, resolve_dtype
+    from .utils.atomic import check_writable
+    from .utils.image_io import DEFAULT_MAX_PIXELS, output_format
+    from .utils.options import read_option_file
+    from .utils.output_paths import list_inputs, plan_outputs
 
     if args.batch_size < 1 or args.tile < 0 or args.tile_pad < 0 or (args.max_pixels is not None
                                                                       and args.max_pixels < 1):
@@ -206,7 +207,7 @@ def upscale_all(run: Run, args: argparse.Namespace) -> tuple[int, list[tuple[Pat
     stops the others. Returns (images written, [(input, why it failed)], {note: count})."""
     from tqdm import tqdm
 
-    from .tools.image_io import ImageReadError, ImageWriteError, plan_output, read_image
+    from .utils.image_io import ImageReadError, ImageWriteError, plan_output, read_image
 
     notes: dict[str, int] = {}
     failed: list[tuple[Path, str]] = []

@@ -20,7 +20,7 @@ import os
 import sys
 
 from .data_prep import prepare_benchmark, prepare_paired_lmdb
-from .data_prep.resize import parse_scale
+from .tools.cli import parse_scale
 
 
 def build_parser() -> argparse.ArgumentParser:

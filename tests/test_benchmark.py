@@ -8,7 +8,8 @@ import torch
 
 import esc_basicsr  # noqa: F401
 from esc_basicsr.archs import build
-from esc_basicsr.benchmark import lr_size, main, make_entries, parse_basicsr_arch
+from esc_basicsr.benchmark import main
+from esc_basicsr.tools.benchmark_plan import lr_size, make_entries, parse_basicsr_arch
 from esc_basicsr.tools.loading import build_network
 from esc_basicsr.tools.profiling import count_macs, count_params
 

@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from esc_basicsr import demo, demo_lte
+from esc_basicsr.tools import demo as demo_tools
 from esc_basicsr.tools.comparison import bicubic_upscale, psnr_y
 
 
@@ -43,7 +44,7 @@ def test_lte_option_files_agree_and_start_as_bilinear(tmp_path):
     initial weights make it LTE's bilinear skip (what the few minutes of training improve on)."""
     from basicsr.archs import build_network
 
-    demo.install_options(tmp_path, (demo_lte.TRAIN_OPT, demo_lte.TEST_OPT))
+    demo_tools.install_options(tmp_path, (demo_lte.TRAIN_OPT, demo_lte.TEST_OPT))
     train = yaml.safe_load((tmp_path / 'options' / demo_lte.TRAIN_OPT).read_text())
     test = yaml.safe_load((tmp_path / 'options' / demo_lte.TEST_OPT).read_text())
     assert train['network_g'] == test['network_g'] and train['model_type'] == test['model_type'] == 'LTEModel'
@@ -74,7 +75,7 @@ def test_comparison_rows_read_basicsr_results(tmp_path, spec):
     cv2.imwrite(str(test_dir / 'GTmod12' / 'img.png'), gt)
     cv2.imwrite(str(test_dir / spec.lr_folder / 'img.png'), lq)
     cv2.imwrite(str(results / f'img_{spec.name}.png'), sr)
-    (row,) = demo.comparison_rows(tmp_path, spec)
+    (row,) = demo_tools.comparison_rows(tmp_path, spec)
     rgb = lambda a: a[:, :, ::-1]  # noqa: E731
     assert row.psnr['model'] == pytest.approx(psnr_y(rgb(sr), rgb(gt[:h, :w]), spec.scale))
     assert row.psnr['bicubic'] == pytest.approx(psnr_y(bicubic_upscale(rgb(lq), (h, w)), rgb(gt[:h, :w]),
@@ -92,7 +93,7 @@ def test_arbitrary_scale_demo_end_to_end(tmp_path, capsys):
     assert result['scale'] == 2.5 and result['plan']['total_iter'] == 2
     assert result['bicubic_psnr'] == pytest.approx(30.26, abs=0.01)  # the held-out crops, MATLAB bicubic
     assert 29.5 < result['model_psnr'] < result['bicubic_psnr']  # ~ bilinear (29.65) after 2 steps
-    assert set(result['per_image_model']) == set(demo.TEST_PHOTOS)
+    assert set(result['per_image_model']) == set(demo_tools.TEST_PHOTOS)
     figure = workdir / 'demo_comparison.png'
     assert f'Comparison figure (input, bicubic, ESC-LTE, ground truth): {figure}' in out
     assert cv2.imread(str(figure)).shape[1] == 4 * 216 + 5 * 6  # 72-pixel crops enlarged 3x

@@ -22,9 +22,10 @@ import basicsr
 import esc_basicsr  # noqa: F401
 from esc_basicsr import prepare
 from esc_basicsr.archs.esc_lte_arch import ESCLTE
-from esc_basicsr.data_prep.resize import imresize_to, lr_size
+from esc_basicsr.data_prep.benchmark_sets import lr_size
 from esc_basicsr.integration.data.liif_dataset import ArbitraryScalePairedDataset, LIIFDataset
 from esc_basicsr.integration.models.lte_model import LTEModel
+from esc_basicsr.utils.matlab_resize import imresize_to
 
 from .test_train_pipeline import reset_basicsr_logger
 

@@ -12,10 +12,10 @@ import yaml
 import esc_basicsr  # noqa: F401
 from .conftest import load_fixture
 from esc_basicsr.infer import main
-from esc_basicsr.tools.image_io import read_image
-from esc_basicsr.tools.output_paths import list_inputs, output_path
 from esc_basicsr.tools.loading import build_network
 from esc_basicsr.tools.tiling import tile_alignment, tiled_forward
+from esc_basicsr.utils.image_io import read_image
+from esc_basicsr.utils.output_paths import list_inputs, output_path
 
 TINY = dict(type='ESC', dim=16, pdim=8, kernel_size=13, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
             upscaling_factor=2)

@@ -13,8 +13,9 @@ import pytest
 from skimage import data as skdata
 
 from esc_basicsr import prepare
-from esc_basicsr.data_prep.crop import bicubic_resize, mod_crop, subimage_boxes
+from esc_basicsr.data_prep.crop import mod_crop, subimage_boxes
 from esc_basicsr.data_prep.lmdb_tools import lmdb_complete, meta_info_keys
+from esc_basicsr.utils.matlab_resize import bicubic_resize
 
 REPO = Path(__file__).resolve().parents[1]
 CROP, STEP = 96, 48

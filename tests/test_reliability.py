@@ -19,11 +19,12 @@ from PIL import ImageOps
 
 from esc_basicsr import prepare
 from esc_basicsr.infer import main as infer
-from esc_basicsr.tools import atomic
-from esc_basicsr.tools.image_io import ImageReadError, ImageWriteError, compose, plan_output, read_bgr8, read_image
 from esc_basicsr.tools.loading import build_network
-from esc_basicsr.tools.options_check import check_network_g, check_scale_agreement
-from esc_basicsr.tools.output_paths import OutputPathError, check_distinct_files, list_inputs, plan_outputs
+from esc_basicsr.tools.options_check import check_network_g
+from esc_basicsr.utils import atomic
+from esc_basicsr.utils.image_io import ImageReadError, ImageWriteError, compose, plan_output, read_bgr8, read_image
+from esc_basicsr.utils.options import check_scale_agreement
+from esc_basicsr.utils.output_paths import OutputPathError, check_distinct_files, list_inputs, plan_outputs
 
 from .test_prepare import read_lmdb_image
 

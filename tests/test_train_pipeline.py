@@ -166,8 +166,9 @@ def test_demo_setup_starts_as_nearest_neighbour(tmp_path):
     from basicsr.archs import build_network
 
     from esc_basicsr import demo
+    from esc_basicsr.tools.demo import install_options
 
-    demo.install_options(tmp_path)
+    install_options(tmp_path, (demo.TRAIN_OPT, demo.TEST_OPT))
     opt = yaml.safe_load((tmp_path / 'options' / demo.TRAIN_OPT).read_text())
     assert opt['path']['pretrain_network_g'] == f'init/{demo.NAME}_init.pth'
     net = build_network(opt['network_g'])

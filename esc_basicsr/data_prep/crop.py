@@ -1,4 +1,4 @@
-"""Geometry of BasicSR's sub-image recipe and MATLAB-compatible bicubic resizing."""
+"""Geometry of BasicSR's sub-image recipe: mod-crops and sub-image corners."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,13 +25,4 @@ def subimage_boxes(height: int, width: int, crop_size: int, step: int, thresh_si
     sub-image ``i`` (0-based) is named ``<stem>_s{i+1:03d}``."""
     return [(y, x) for y in crop_starts(height, crop_size, step, thresh_size)
             for x in crop_starts(width, crop_size, step, thresh_size)]
-
-
-def bicubic_resize(img: np.ndarray, scale: float) -> np.ndarray:
-    """MATLAB ``imresize(img, scale, 'bicubic')`` of a uint8 ``(H, W, C)`` image, rounded and clipped
-    to uint8 like MATLAB (``basicsr.utils.matlab_functions.imresize``, antialiasing on)."""
-    from basicsr.utils.matlab_functions import imresize
-
-    out = imresize(img.astype(np.float32) / 255., scale)
-    return np.clip(np.round(out * 255.), 0, 255).astype(np.uint8)
 

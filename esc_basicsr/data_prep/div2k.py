@@ -29,23 +29,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..tools.image_io import DEFAULT_MAX_PIXELS
-from ..tools.output_paths import same_file
-from .crop import bicubic_resize, mod_crop, subimage_boxes
-from .imageio import (
-    ImageError,
-    check_writable,
-    list_images,
-    png_complete,
-    read_bgr,
-    remove_stale_temporaries,
-    safe_stem,
-    source_digest,
-    write_atomic,
-    write_png,
-)
+from ..utils.atomic import remove_stale_temporaries, write_bytes
+from ..utils.image_io import DEFAULT_MAX_PIXELS, write_png
+from ..utils.image_markers import png_complete
+from ..utils.matlab_resize import bicubic_resize
+from ..utils.output_paths import same_file
+from .crop import mod_crop, subimage_boxes
 from .lmdb_tools import build_lmdb, remove_stale_lmdbs
 from .report import ImageJob, Outcome, Report, run_parallel
+from .sources import ImageError, check_writable, list_images, read_bgr, safe_stem, source_digest
 
 
 def gt_folder(out: Path, name: str) -> Path:
@@ -118,7 +110,7 @@ def _process(job: _Job) -> Outcome:
                 for i in todo_lq[s]:
                     y, x = boxes[i][0] // s, boxes[i][1] // s
                     write_png(d / f'{keys[i]}.png', lr[y:y + cs, x:x + cs], job.compress_level)
-        write_atomic(source_record(job), (digest + '\n').encode())
+        write_bytes(source_record(job), (digest + '\n').encode(), make_parents=False)
         return Outcome(str(job.source), 'written', keys, digest=digest)
     except ImageError as exc:
         return Outcome(str(job.source), 'failed', reason=str(exc).removeprefix(f'{job.source}: '))
@@ -148,7 +140,7 @@ def _check_params_file(path: Path, params: dict, outputs: list[Path]) -> None:
             raise ValueError(f'{path} records other crop parameters ({previous}) than this run ({params}); '
                              'use another --out/--name or delete the old outputs.')
     else:
-        write_atomic(path, (json.dumps(params, indent=1) + '\n').encode())
+        write_bytes(path, (json.dumps(params, indent=1) + '\n').encode(), make_parents=False)
 
 
 def sources_fingerprint(outcomes: list[Outcome], params: dict) -> str:

@@ -5,7 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..tools.atomic import TMP_MARK
+from ..utils.atomic import TMP_MARK
 
 
 def meta_info_keys(lmdb_path: Path) -> list[str] | None:

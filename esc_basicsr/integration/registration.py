@@ -1,11 +1,11 @@
-"""Registration of esc_basicsr into BasicSR's registries.
+"""How esc_basicsr's classes enter BasicSR's registries (what enters: :func:`esc_basicsr.integration.register_all`).
 
 * ``ARCH_REGISTRY``: every architecture of :data:`esc_basicsr.archs.table.ARCHITECTURES`;
 * ``MODEL_REGISTRY``: every class in ``esc_basicsr.integration.models.__all__``;
-* ``DATASET_REGISTRY``: every class in ``esc_basicsr.integration.data.__all__``;
+* ``DATASET_REGISTRY``: every class in ``esc_basicsr.integration.data.__all__``.
 
-then the BasicSR fixes of :mod:`.fixes` are installed. Rules, so that esc_basicsr coexists with
-BasicSR forks that ship their own ``ESC`` (or model/dataset of the same name):
+Rules, so that esc_basicsr coexists with BasicSR forks that ship their own ``ESC`` (or model/dataset
+of the same name):
 
 * a name that is already registered (by the fork) is left alone: the fork keeps its class;
 * if a fork registers a name *after* us, its class replaces ours instead of hitting BasicSR's
@@ -14,6 +14,7 @@ BasicSR forks that ship their own ``ESC`` (or model/dataset of the same name):
 from __future__ import annotations
 
 import logging
+import sys
 import types
 
 logger = logging.getLogger('basicsr')
@@ -26,36 +27,23 @@ def architectures() -> dict[str, type]:
     return {name: spec.cls for name, spec in ARCHITECTURES.items()}
 
 
-def _package_classes(package: str) -> dict[str, type]:
-    """Classes named in ``__all__`` of ``package``; empty while that package is still being
+def package_classes(module: types.ModuleType) -> dict[str, type]:
+    """Classes named in ``__all__`` of the package ``module``; empty while that package is still being
     imported (it imported BasicSR itself, which triggered this registration): the package then
     registers its classes when its import completes (:func:`register_package`)."""
-    import importlib
-
-    module = importlib.import_module(package)
     names = getattr(module, '__all__', None)
     if names is None:  # partially initialised
         return {}
     return {name: getattr(module, name) for name in names}
 
 
-def model_classes() -> dict[str, type]:
-    """esc_basicsr's BasicSR model classes by registry name."""
-    return _package_classes(f'{__package__}.models')
-
-
-def dataset_classes() -> dict[str, type]:
-    """esc_basicsr's BasicSR dataset classes by registry name."""
-    return _package_classes(f'{__package__}.data')
-
-
 def register_package(package: str) -> list[str]:
     """Register the classes of ``esc_basicsr.integration.models`` or ``.data`` (called at the end of
-    their ``__init__``, so that importing them before BasicSR registers them too)."""
+    their ``__init__``, with their ``__name__``, so that importing them before BasicSR registers them too)."""
     from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
 
     registry = MODEL_REGISTRY if package.endswith('.models') else DATASET_REGISTRY
-    return register_classes(registry, _package_classes(package))
+    return register_classes(registry, package_classes(sys.modules[package]))
 
 
 def _yielding_do_register(registry, ours: set[int]):
@@ -96,15 +84,3 @@ def register_archs() -> list[str]:
 
     return register_classes(ARCH_REGISTRY, architectures())
 
-
-def register_all() -> list[str]:
-    """Register architectures, models and datasets, and install the BasicSR fixes (idempotent)."""
-    from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
-
-    from .fixes import install as install_fixes
-
-    added = register_archs()
-    added += register_classes(MODEL_REGISTRY, model_classes())
-    added += register_classes(DATASET_REGISTRY, dataset_classes())
-    install_fixes()
-    return added

@@ -5,7 +5,7 @@ and again, idempotently, by ``import esc_basicsr``:
 
 * the torchvision alias of :mod:`.fixes.torchvision_functional_tensor` (always: without it
   ``import basicsr`` fails on current torchvision, also with the automatic registration off);
-* registration (:func:`esc_basicsr.integration.registration.register_all`) right after the
+* registration (:func:`esc_basicsr.integration.register_all`) right after the
   ``basicsr`` package has executed, or at once if it already has. Every import of ``basicsr``
   that executes the package triggers it, however often ``importlib.util.find_spec('basicsr')``
   was called before (each call gets its own wrapped spec; nothing is used up).
@@ -69,7 +69,7 @@ class BasicsrImportHook:
 def register_safely() -> None:
     """Register esc_basicsr into BasicSR; a failure becomes one ``RuntimeWarning``."""
     try:
-        from .registration import register_all
+        from . import register_all
         register_all()
     except Exception as exc:  # never break the user's program at import
         _warn(f'registration into BasicSR failed ({type(exc).__name__}: {exc}). '

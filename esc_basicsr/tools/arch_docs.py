@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     table = architecture_table()
     if args.write:
-        from .atomic import write_text
+        from ..utils.atomic import write_text
 
         path = Path(args.write)
         write_text(path, replace_block(path.read_text(encoding='utf-8'), table))

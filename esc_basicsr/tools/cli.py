@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 PRECISION_CHOICES = ('fp32', 'fp16', 'bf16')
 
@@ -34,3 +35,12 @@ def parse_size(text: str) -> tuple[int, int]:
     if a <= 0 or b <= 0:
         raise argparse.ArgumentTypeError(f'sizes must be positive, got {text!r}')
     return a, b
+
+
+def parse_scale(text: str) -> int | float:
+    """``--scales`` of ``prepare``: an int when integral (``'2'``, ``'2.0'`` -> 2), else a float (``'2.5'``);
+    ValueError unless finite and >= 1."""
+    value = float(text)
+    if not math.isfinite(value) or value < 1:
+        raise ValueError(f'scale must be a number >= 1, got {text!r}')
+    return int(value) if value.is_integer() else value

@@ -67,7 +67,7 @@ def nearest_upscale(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def bicubic_upscale(lq: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """MATLAB-compatible bicubic upscaling of an 8-bit image to ``size = (H, W)`` (the benchmarks' bicubic)."""
-    from ..data_prep.resize import bicubic_resize_to
+    from ..utils.matlab_resize import bicubic_resize_to
 
     return bicubic_resize_to(to_uint8(lq), size)
 
@@ -196,7 +196,7 @@ def write_comparison(path: str | Path, rows: Sequence[ComparisonRow], crop: int 
     """Render (:func:`render_comparison`) and write the figure as PNG, atomically; returns ``path``."""
     import cv2
 
-    from .atomic import write_bytes
+    from ..utils.atomic import write_bytes
 
     path = Path(path)
     if path.suffix.lower() != '.png':

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ..utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from .comparison import ComparisonRow, align_gt, bicubic_upscale, summary_table, write_comparison
-from .image_io import IMAGE_EXTENSIONS, ImageReadError, read_image
 
 MAX_ROWS = 8  # a taller figure is no longer looked at; the summary lists every image
 

@@ -33,13 +33,8 @@ import torch.nn as nn
 
 from ..archs.checkpoint import extract_state_dict
 from ..archs.deploy import deploy as deploy_model
-from ..archs.table import ARCHITECTURES, network_value_range, with_unit_range
-
-# constructor arguments holding the upscaling factor: ours (from the architecture table), then
-# BasicSR's conventions (SwinIR ``upscale``; EDSR, RRDBNet ``scale``)
-SCALE_KEYS = tuple(dict.fromkeys([*(s.scale_arg for s in ARCHITECTURES.values() if s.scale_arg), 'upscale', 'scale']))
-# required constructor arguments filled with 3 (RGB) when a user leaves them out (BasicSR archs)
-CHANNEL_KEYS = ('num_in_ch', 'num_out_ch', 'in_chans', 'colors')
+from ..archs.table import network_value_range, with_unit_range
+from ..utils.options import CHANNEL_KEYS, SCALE_KEYS, network_scale, read_option_file
 
 
 class ScaleMismatchError(ValueError):
@@ -65,17 +60,6 @@ class LoadedNetwork:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def read_options(path: str | Path) -> dict[str, Any]:
-    """Read a BasicSR option file (YAML, parsed safely) that has a ``network_g`` with a ``type``."""
-    import yaml
-
-    with open(path, encoding='utf-8') as f:
-        opt = yaml.safe_load(f)
-    if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict) or 'type' not in opt['network_g']:
-        raise ValueError(f'{path}: not a BasicSR option file with a "network_g: {{type: ...}}" section')
-    return opt
-
-
 def network_from_preset(name: str, scale: int) -> dict[str, Any]:
     """``network_g`` of a preset at ``scale``, taking images in [0, 1].
 
@@ -86,16 +70,6 @@ def network_from_preset(name: str, scale: int) -> dict[str, Any]:
     from ..archs.presets import network_g
 
     return with_unit_range(network_g(name, scale))
-
-
-def network_scale(network_g: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> int | None:
-    """The upscaling factor stated by ``network_g`` (or the option file's top-level ``scale``)."""
-    for key in SCALE_KEYS:
-        if isinstance(network_g.get(key), int):
-            return network_g[key]
-    if options is not None and isinstance(options.get('scale'), int):
-        return options['scale']
-    return None
 
 
 def architecture(type_name: str) -> type:
@@ -198,7 +172,7 @@ def resolve_network_g(opt: str | Path | None = None, preset: str | None = None, 
     """``(network_g, scale)`` from an option file, else a preset (at ``scale``, else the weights'
     scale), else a checkpoint's meta, else the weights themselves (``detected``)."""
     if opt is not None:
-        options = read_options(opt)
+        options = read_option_file(opt)
         return dict(options['network_g']), network_scale(options['network_g'], options)
     if preset is not None:
         scale = scale if scale is not None else (detected.scale if detected else None)
@@ -277,7 +251,7 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
     detected = detect_weights(state_dict)
     requested = {'--scale': scale}
     if opt is not None:
-        options = read_options(opt)
+        options = read_option_file(opt)
         requested[f'--opt {opt}'] = network_scale(options['network_g'], options)
     check_scale(detected, requested, weights)
     network_g, net_scale = resolve_network_g(opt, preset, scale, meta, detected)

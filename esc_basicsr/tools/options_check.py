@@ -1,10 +1,8 @@
-"""Checks of what a user hands the tools, before anything is built: option files, ``network_g``,
-scale agreement, weights files. Each failure is a ``ValueError`` naming the file, the key and the
-allowed values, which the tools print as ``error: ...`` with exit code 2 (no traceback).
+"""Checks of what a user hands the tools, before anything is built: ``network_g`` against its
+architecture's constructor, weights files. Each failure is a ``ValueError`` naming the file, the key
+and the allowed values, which the tools print as ``error: ...`` with exit code 2 (no traceback).
 
-Used by ``infer``/``export`` (``--opt``); :func:`check_scale_agreement` is meant for training
-option files too (BasicSR's ``parse_options``), where a ``network_g`` scale that disagrees with
-the top-level ``scale`` would otherwise surface only at the first loss computation.
+Used by ``infer``/``export``; reading option files and their scale: :mod:`esc_basicsr.utils.options`.
 """
 from __future__ import annotations
 
@@ -15,35 +13,10 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping
 
-from .loading import CHANNEL_KEYS, SCALE_KEYS
+from ..utils.options import CHANNEL_KEYS, SCALE_KEYS
 
 # arguments the tools fill in when left out (scale from --scale/the option file, RGB channels)
 FILLED_IN = SCALE_KEYS + CHANNEL_KEYS
-
-
-def read_option_file(path: str | Path) -> dict[str, Any]:
-    """Read a BasicSR option file (YAML, parsed safely) with a ``network_g: {type: ...}`` section.
-
-    Raises:
-        ValueError: missing/unreadable file, invalid YAML (with its line), or no ``network_g``.
-    """
-    import yaml
-
-    try:
-        with open(path, encoding='utf-8') as f:
-            opt = yaml.safe_load(f)
-    except OSError as exc:
-        raise ValueError(f'--opt {path}: cannot read it ({exc.strerror or exc})') from None
-    except UnicodeDecodeError:
-        raise ValueError(f'--opt {path}: not a text (UTF-8) file') from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, 'problem_mark', None)
-        where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark is not None else ''
-        problem = getattr(exc, 'problem', None) or str(exc).splitlines()[0]
-        raise ValueError(f'--opt {path}: not valid YAML{where}: {problem}') from None
-    if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict) or 'type' not in opt['network_g']:
-        raise ValueError(f'--opt {path}: not a BasicSR option file with a "network_g: {{type: ...}}" section')
-    return opt
 
 
 def _registry() -> Mapping[str, type]:
@@ -130,27 +103,6 @@ def check_network_g(network_g: Any, source: str = 'network_g') -> None:
             shown = getattr(expected, '__name__', None) or str(expected).replace('typing.', '')
             raise ValueError(f'{source}: {name} argument {key!r} must be {shown}, got {network_g[key]!r} '
                              f'({type(network_g[key]).__name__})')
-
-
-def network_scale(network_g: Mapping[str, Any]) -> tuple[str, Any] | None:
-    """``(key, value)`` of the scale argument stated in ``network_g``, if any."""
-    return next(((k, network_g[k]) for k in SCALE_KEYS if k in network_g), None)
-
-
-def check_scale_agreement(opt: Mapping[str, Any], source: str = 'option file') -> None:
-    """Refuse an option file whose ``network_g`` scale argument differs from its top-level ``scale``
-    (the network would produce images of another size than the data pipeline's ground truth).
-
-    Raises:
-        ValueError: naming both values.
-    """
-    net = opt.get('network_g')
-    if not isinstance(net, Mapping) or 'scale' not in opt:
-        return
-    stated = network_scale(net)
-    if stated is not None and stated[1] != opt['scale']:
-        raise ValueError(f'{source}: network_g {stated[0]}: {stated[1]!r} disagrees with scale: {opt["scale"]!r}; '
-                         'set both to the same factor')
 
 
 def check_weights_file(path: str | Path) -> None:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils import data
 
-from ...data_prep.resize import imresize_to
 from ...layers.lte import make_coord, scaled_size
+from ...utils.matlab_resize import imresize_to
 
 _IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 

@@ -12,15 +12,13 @@ differs alone, and is installed once when esc_basicsr registers into BasicSR:
 """
 from __future__ import annotations
 
-import importlib
-
-FIX_MODULES = ('resume', 'option_checks', 'lmdb_values', 'adamw', 'distributed')
-
 
 def install() -> None:
-    """Install every fix (idempotent; silent); a fix whose BasicSR target is missing is skipped."""
-    for name in FIX_MODULES:
-        module = importlib.import_module(f'{__name__}.{name}')
+    """Install every fix (idempotent; silent); a fix whose BasicSR target is missing is skipped.
+    (The torchvision alias is installed at start-up, by :mod:`esc_basicsr.integration.startup`.)"""
+    from . import adamw, distributed, lmdb_values, option_checks, resume
+
+    for module in (resume, option_checks, lmdb_values, adamw, distributed):
         try:
             module.install()
         except (ImportError, AttributeError):  # pragma: no cover - a BasicSR of another structure

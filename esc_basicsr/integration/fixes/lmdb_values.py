@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
-from ...tools.image_markers import image_bytes_problem
+from ...utils.image_markers import image_bytes_problem
 from ._patching import marked, replace
 
 

@@ -16,6 +16,7 @@ import sys
 from os import path as osp
 from typing import Callable
 
+from ...utils.options import check_scale_agreement
 from ._patching import is_ours, marked, replace
 from .resume import patch_resume_modules, state_iters
 
@@ -93,8 +94,7 @@ def _wrap_parse_options(original: Callable) -> Callable:
     def parse_options(root_path: str, is_train: bool = True):
         opt, args = original(root_path, is_train=is_train)
         check_dataset_paths(opt, getattr(args, 'opt', '?'))
-        from ...tools.options_check import check_scale_agreement  # network_g scale == top-level scale
-        check_scale_agreement(opt, getattr(args, 'opt', '?'))
+        check_scale_agreement(opt, getattr(args, 'opt', '?'))  # network_g scale == top-level scale
         check_pretrain_paths(opt, getattr(args, 'opt', '?'))
         check_model_options(opt, getattr(args, 'opt', '?'))
         patch_resume_modules()

@@ -4,7 +4,7 @@ From HR images only::
 
     <out>/GTmod12/<stem>.png     HR cropped to a multiple of 12 (valid for x2, x3, x4)
     <out>/LRbicx{s}/<stem>.png   MATLAB-bicubic downscale of GTmod12 by s
-                                 (other scales, e.g. 2.5 or 8: see :func:`.resize.downscale`)
+                                 (other scales, e.g. 2.5 or 8: see :func:`downscale`)
 
 Same file names in every folder, as ``PairedImageDataset`` (``filename_tmpl: '{}'``) expects.
 ``<out>/.sources/<stem>.sha256`` records the source each image was made from: a replaced source
@@ -14,22 +14,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..tools.image_io import DEFAULT_MAX_PIXELS
+import numpy as np
+
+from ..utils.atomic import remove_stale_temporaries, write_bytes
+from ..utils.image_io import DEFAULT_MAX_PIXELS, write_png
+from ..utils.image_markers import png_complete
+from ..utils.matlab_resize import bicubic_resize, bicubic_resize_to
 from .crop import mod_crop
 from .div2k import assign_stems, check_not_inputs, same_source, source_record
-from .imageio import (
-    ImageError,
-    check_writable,
-    list_images,
-    png_complete,
-    read_bgr,
-    remove_stale_temporaries,
-    source_digest,
-    write_atomic,
-    write_png,
-)
 from .report import ImageJob, Outcome, Report, run_parallel
-from .resize import downscale, scale_name
+from .sources import ImageError, check_writable, list_images, read_bgr, source_digest
+
+
+def lr_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    """LR size for an ``h x w`` HR image at ``scale`` (LIIF's benchmark convention: floor)."""
+    return int(np.floor(h / scale + 1e-9)), int(np.floor(w / scale + 1e-9))
+
+
+def scale_name(scale: float) -> str:
+    """Folder suffix of a scale: ``2`` -> ``'2'``, ``2.5`` -> ``'2.5'`` (``LRbicx{name}``)."""
+    return f'{scale:g}'
+
+
+def downscale(img: np.ndarray, scale: float, mod: int) -> np.ndarray:
+    """LR image of a uint8 ``GTmod{mod}`` image at ``scale``.
+
+    An integer scale dividing ``mod``: MATLAB ``imresize(img, 1/scale)`` (exact pairs). Any other
+    scale (LIIF's benchmark convention): the LR size is ``floor(H/s) x floor(W/s)``, made from the
+    top-left ``round(s*h) x round(s*w)`` of the GT, which is what a test crops the GT to.
+    """
+    if float(scale).is_integer() and mod % int(scale) == 0:
+        return bicubic_resize(img, 1 / int(scale))
+    h, w = lr_size(img.shape[0], img.shape[1], scale)
+    if h < 1 or w < 1:
+        raise ValueError(f'{img.shape[0]}x{img.shape[1]} is too small for scale {scale:g}')
+    return bicubic_resize_to(img[:round(scale * h), :round(scale * w)], (h, w))
 
 
 def _process(job: ImageJob) -> Outcome:
@@ -51,7 +70,7 @@ def _process(job: ImageJob) -> Outcome:
         for (s, _), target in zip(job.lq_dirs, targets[1:], strict=True):
             if not known or not png_complete(target):
                 write_png(target, downscale(img, s, job.mod))
-        write_atomic(source_record(job), (digest + '\n').encode())
+        write_bytes(source_record(job), (digest + '\n').encode(), make_parents=False)
         return Outcome(str(job.source), 'written', [job.stem], digest=digest)
     except ImageError as exc:
         return Outcome(str(job.source), 'failed', reason=str(exc).removeprefix(f'{job.source}: '))

@@ -1,24 +1,22 @@
-"""Image reading/writing for data preparation: the tools' one reader (:mod:`esc_basicsr.tools.image_io`:
-EXIF orientation, pixel limit, bit depth), atomic PNG writes, source fingerprints."""
+"""HR source images of data preparation: listing, LMDB-safe names, reading as 8-bit BGR, fingerprints.
+
+Reading is :func:`esc_basicsr.utils.image_io.read_bgr8` (EXIF orientation, pixel limit, bit depth);
+outputs are written with :func:`esc_basicsr.utils.image_io.write_png` (atomic).
+"""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from ..tools.atomic import TMP_MARK, remove_stale_temporaries, write_bytes
-from ..tools.atomic import check_writable as atomic_check_writable
-from ..tools.image_io import DEFAULT_MAX_PIXELS, ImageReadError, read_bgr8
-from ..tools.image_io import IMAGE_EXTENSIONS as READER_EXTENSIONS
-from ..tools.image_markers import PNG_END, PNG_SIGNATURE
+from ..utils.atomic import check_writable as atomic_check_writable
+from ..utils.image_io import DEFAULT_MAX_PIXELS, ImageReadError, read_bgr8
+from ..utils.image_io import IMAGE_EXTENSIONS as READER_EXTENSIONS
 
-__all__ = ['IMAGE_EXTENSIONS', 'ImageError', 'TMP_MARK', 'check_writable', 'encode_png', 'list_images',
-           'png_complete', 'read_bgr', 'remove_stale_temporaries', 'safe_stem', 'source_digest', 'write_atomic',
-           'write_png']
+__all__ = ['IMAGE_EXTENSIONS', 'ImageError', 'check_writable', 'list_images', 'read_bgr', 'safe_stem',
+           'source_digest']
 
 # HR sources: the formats of the tools' reader except float EXR (training data is 8/16-bit)
 IMAGE_EXTENSIONS = tuple(ext for ext in READER_EXTENSIONS if ext != '.exr')
@@ -50,7 +48,7 @@ def safe_stem(path: Path) -> str:
 
 def read_bgr(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image as upright 8-bit BGR ``(H, W, 3)`` (grey replicated, alpha dropped, 16-bit scaled);
-    raise ``ImageError`` naming the file for anything unusable (see :func:`esc_basicsr.tools.image_io.read_bgr8`)."""
+    raise ``ImageError`` naming the file for anything unusable (see :func:`esc_basicsr.utils.image_io.read_bgr8`)."""
     try:
         return read_bgr8(path, max_pixels)
     except ImageReadError as exc:
@@ -66,41 +64,9 @@ def source_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def encode_png(img: np.ndarray, compress_level: int = 3) -> bytes:
-    ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
-    if not ok:  # pragma: no cover - OpenCV failure
-        raise RuntimeError('PNG encoding failed')
-    return buf.tobytes()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    write_bytes(path, data, make_parents=False)
-
-
 def check_writable(folder: Path) -> None:
     """Create ``folder`` and check that files can be created in it; raise ``ValueError`` naming it."""
     try:
         atomic_check_writable(folder)
     except OSError as exc:
         raise ValueError(f'--out {folder}: cannot write there ({exc.strerror or exc})') from None
-
-
-def write_png(path: Path, img: np.ndarray, compress_level: int = 3) -> None:
-    """Atomically write ``img`` as a PNG."""
-    write_atomic(path, encode_png(img, compress_level))
-
-
-def png_complete(path: Path) -> bool:
-    """Cheap check that ``path`` is a whole PNG file (signature and final IEND chunk)."""
-    try:
-        size = path.stat().st_size
-        if size < len(PNG_SIGNATURE) + 12:
-            return False
-        with open(path, 'rb') as f:
-            head = f.read(8)
-            f.seek(-8, os.SEEK_END)
-            tail = f.read(8)
-    except OSError:
-        return False
-    return head == PNG_SIGNATURE and tail == PNG_END

@@ -11,7 +11,8 @@ Reading (:func:`read_image`, :func:`read_bgr8`):
 4. layouts: ``rgb``, ``gray``, ``rgba``, ``graya`` (grey + alpha, which OpenCV decodes as 4
    equal-colour channels: recognised from the header and kept as grey + alpha).
 
-Writing (:func:`plan_output`, :func:`encode_image`): the output format decides what it can hold.
+Writing (:func:`plan_output`, :func:`encode_image`, :func:`write_image`; :func:`write_png` for
+8-bit training data): the output format decides what it can hold.
 A depth it cannot store is mapped by scaling (16-bit -> 8-bit JPEG: ``round(v * 255 / 65535)``,
 not clipping), with a note; an alpha channel it cannot store is an error unless the caller
 asks to drop it; grey + alpha is written as a grey + alpha PNG (encoded here: OpenCV writes no
@@ -334,3 +335,11 @@ def write_image(path: str | Path, pixels: np.ndarray) -> None:
 
     path = Path(path)
     write_bytes(path, encode_image(pixels, path.suffix or '.png'))
+
+
+def write_png(path: str | Path, pixels: np.ndarray, compress_level: int = 3) -> None:
+    """Atomically write 8-bit BGR ``(H, W, 3)`` (or grey ``(H, W)``) ``pixels`` as a PNG with zlib
+    ``compress_level`` (data preparation and the demo's photographs; the folder must exist)."""
+    from .atomic import write_bytes
+
+    write_bytes(path, encode_image(pixels, '.png', [cv2.IMWRITE_PNG_COMPRESSION, compress_level]), make_parents=False)

@@ -1,10 +1,14 @@
-"""MATLAB-compatible bicubic resizing to an exact output size (any, also non-integer, scale).
+"""MATLAB-compatible bicubic resizing (``imresize(img, ..., 'bicubic')``, antialiased), the one used
+for every LR image and every bicubic baseline.
 
-MATLAB's ``imresize(img, [h w], 'bicubic')`` uses, per axis, the scale ``out / in`` with its
-antialiased cubic kernel (width ``4 / scale`` when shrinking) and symmetric border padding. For
-an integer factor this is exactly what :func:`.crop.bicubic_resize` (BasicSR's port) computes; here
-the output size is given, so non-integer factors land on whole pixels (arbitrary-scale data).
-Each axis is one dense ``(out, in)`` matrix, applied as two matrix products.
+* :func:`bicubic_resize`: by a factor, with BasicSR's port (``basicsr.utils.matlab_functions``), as
+  the DIV2K/benchmark LR images are made;
+* :func:`imresize_to` / :func:`bicubic_resize_to`: to an exact output size (any, also non-integer,
+  scale). MATLAB's ``imresize(img, [h w], 'bicubic')`` uses, per axis, the scale ``out / in`` with its
+  antialiased cubic kernel (width ``4 / scale`` when shrinking) and symmetric border padding; for an
+  integer factor this is exactly what :func:`bicubic_resize` computes, and non-integer factors land
+  on whole pixels (arbitrary-scale data). Each axis is one dense ``(out, in)`` matrix, applied as two
+  matrix products.
 """
 from __future__ import annotations
 
@@ -58,37 +62,10 @@ def bicubic_resize_to(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.round(out * 255.), 0, 255).astype(np.uint8)
 
 
-def lr_size(h: int, w: int, scale: float) -> tuple[int, int]:
-    """LR size for an ``h x w`` HR image at ``scale`` (LIIF's benchmark convention: floor)."""
-    return int(np.floor(h / scale + 1e-9)), int(np.floor(w / scale + 1e-9))
+def bicubic_resize(img: np.ndarray, scale: float) -> np.ndarray:
+    """MATLAB ``imresize(img, scale, 'bicubic')`` of a uint8 ``(H, W, C)`` image, rounded and clipped
+    to uint8 like MATLAB (``basicsr.utils.matlab_functions.imresize``, antialiasing on)."""
+    from basicsr.utils.matlab_functions import imresize
 
-
-def parse_scale(text: str) -> int | float:
-    """A command-line scale: an int when integral (``'2'``, ``'2.0'`` -> 2), else a float (``'2.5'``);
-    ValueError unless finite and >= 1."""
-    value = float(text)
-    if not np.isfinite(value) or value < 1:
-        raise ValueError(f'scale must be a number >= 1, got {text!r}')
-    return int(value) if value.is_integer() else value
-
-
-def scale_name(scale: float) -> str:
-    """Folder suffix of a scale: ``2`` -> ``'2'``, ``2.5`` -> ``'2.5'`` (``LRbicx{name}``)."""
-    return f'{scale:g}'
-
-
-def downscale(img: np.ndarray, scale: float, mod: int) -> np.ndarray:
-    """LR image of a uint8 ``GTmod{mod}`` image at ``scale``.
-
-    An integer scale dividing ``mod``: MATLAB ``imresize(img, 1/scale)`` (exact pairs). Any other
-    scale (LIIF's benchmark convention): the LR size is ``floor(H/s) x floor(W/s)``, made from the
-    top-left ``round(s*h) x round(s*w)`` of the GT, which is what a test crops the GT to.
-    """
-    from .crop import bicubic_resize
-
-    if float(scale).is_integer() and mod % int(scale) == 0:
-        return bicubic_resize(img, 1 / int(scale))
-    h, w = lr_size(img.shape[0], img.shape[1], scale)
-    if h < 1 or w < 1:
-        raise ValueError(f'{img.shape[0]}x{img.shape[1]} is too small for scale {scale:g}')
-    return bicubic_resize_to(img[:round(scale * h), :round(scale * w)], (h, w))
+    out = imresize(img.astype(np.float32) / 255., scale)
+    return np.clip(np.round(out * 255.), 0, 255).astype(np.uint8)
