@@ -12,8 +12,9 @@ Backends (``attn_type``), case-insensitive so the authors' ``Naive/SDPA/Flex`` s
   FlexAttention has no backward on the CPU (nor on MPS): there, while autograd records
   (training), ``flex`` runs as ``sdpa`` (the same attention; logged once), so that option files
   written for GPUs (the authors' ``attn_type: Flex``) also train on a CPU.
-* ``auto`` (default): resolved per call from the input's device: ``flex`` on CUDA when
-  available, else ``sdpa``. ``ESC_BASICSR_ATTN=naive|sdpa|flex`` overrides what ``auto`` picks.
+* ``auto`` (default): resolved per call from the input's device and the layer's shapes: ``flex`` on
+  CUDA when available and able to run them (:func:`flex_supports`), else ``sdpa`` (logged once per
+  reason). ``ESC_BASICSR_ATTN=naive|sdpa|flex`` overrides what ``auto`` picks.
 
 Nothing is compiled or imported eagerly: importing this module and constructing models is cheap.
 """
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from . import cpu_bias_attention
-from .config import attn_override
+from .config import ATTN_ENV, attn_override
 from .export_state import is_exporting
 
 ATTN_TYPES = ('auto', 'naive', 'sdpa', 'flex')
@@ -59,49 +60,131 @@ def flex_available() -> bool:
     return True
 
 
-def resolve_backend(attn_type: str, device: torch.device, requires_grad: bool | None = None) -> str:
-    """Map a normalised ``attn_type`` to the concrete backend for ``device``.
+# --------------------------------------------------------------------- what compiled FlexAttention can run
+# Devices where ``flex`` runs torch.compile'd (inductor's Triton kernel); elsewhere it runs
+# FlexAttention's eager reference, which takes any head dim and dtype.
+FLEX_COMPILED_DEVICES = frozenset({'cuda'})
+# inductor (torch/_inductor/kernel/flex/flex_attention.py, lowering of flex_attention): "NYI: embedding
+# dimension of the query, key, and value must be at least 16" (Triton's tl.dot needs K >= 16); seen on
+# an H200 with PyTorch 2.11. Head dims that are not powers of two are padded by the kernel (accepted).
+FLEX_MIN_HEAD_DIM = 16
+# the dtypes PyTorch's own FlexAttention tests compile on CUDA (float64 is only their eager reference)
+FLEX_COMPILED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def flex_supports(head_dim: int | None, dtype: torch.dtype | None, device_type: str) -> str | None:
+    """Why ``flex`` cannot run an attention of these shapes on ``device_type``, or ``None`` if it can.
+
+    A pure function of its arguments (tested without a GPU). ``None`` for ``head_dim``/``dtype``
+    means unknown: not checked.
+
+    Args:
+        head_dim: channels per head of q, k and v.
+        dtype: dtype of q, k and v (under autocast: the autocast dtype, see :func:`attention_dtype`).
+        device_type: ``'cuda'``, ``'cpu'``, ...
+
+    Returns:
+        ``None``, or the reason in words (it names the head dim or dtype).
+    """
+    if device_type not in FLEX_COMPILED_DEVICES:
+        return None
+    if head_dim is not None and head_dim < FLEX_MIN_HEAD_DIM:
+        return (f'head dim {head_dim} (channels / heads) is below {FLEX_MIN_HEAD_DIM}, the smallest that '
+                f'FlexAttention\'s compiled kernel accepts on {device_type.upper()} (PyTorch\'s inductor refuses it)')
+    if dtype is not None and dtype not in FLEX_COMPILED_DTYPES:
+        names = ', '.join(str(d).replace('torch.', '') for d in FLEX_COMPILED_DTYPES)
+        return (f'{str(dtype).replace("torch.", "")} is not a dtype FlexAttention\'s compiled kernel is built and '
+                f'tested for on {device_type.upper()} ({names})')
+    return None
+
+
+def attention_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype of q, k and v projected from ``x``: autocast's for ``x``'s device when it is on
+    (autocast does not cast float64), else ``x.dtype``."""
+    autocast = _autocast_dtype(x.device.type)
+    if autocast is not None and x.is_floating_point() and x.dtype != torch.float64:
+        return autocast
+    return x.dtype
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """Autocast's dtype on ``device_type``; ``None`` when off (or a device without autocast, e.g. meta)."""
+    try:
+        return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+    except RuntimeError:
+        return None
+
+
+def resolve_backend(attn_type: str, device: torch.device, requires_grad: bool | None = None, *,
+                    head_dim: int | None = None, dtype: torch.dtype | None = None) -> str:
+    """Map a normalised ``attn_type`` to the concrete backend for ``device`` and the layer's shapes.
 
     Args:
         attn_type: ``auto`` | ``naive`` | ``sdpa`` | ``flex`` (see :func:`normalize_attn_type`).
         device: where the attention runs.
         requires_grad: whether a backward pass will go through the attention. Default (``None``):
             whether autograd is recording (:func:`torch.is_grad_enabled`), i.e. training.
+        head_dim: channels per head (``None``: unknown, not checked).
+        dtype: dtype of q, k and v (``None``: unknown, not checked).
 
     Returns:
-        ``naive``, ``sdpa`` or ``flex``; ``flex`` with ``requires_grad`` on a device whose
-        FlexAttention has no backward (CPU, MPS) gives ``sdpa``, logged once per device type.
+        ``naive``, ``sdpa`` or ``flex``. ``auto`` gives ``flex`` on CUDA only where
+        :func:`flex_supports` allows it, else ``sdpa`` (logged once per reason). ``flex`` with
+        ``requires_grad`` on a device whose FlexAttention has no backward (CPU, MPS) gives ``sdpa``,
+        logged once per device type.
 
     Raises:
-        RuntimeError: when ``flex`` is requested but this PyTorch has no FlexAttention.
+        RuntimeError: ``flex`` is requested but this PyTorch has no FlexAttention.
+        ValueError: ``flex`` is requested (``attn_type`` or ``ESC_BASICSR_ATTN``) for shapes its
+            compiled kernel cannot run (before anything is compiled); the message says why.
     """
     if attn_type == 'auto':
         override = attn_override()
         if override:
             attn_type = normalize_attn_type(override)
             if attn_type != 'auto':
-                return resolve_backend(attn_type, device, requires_grad)
-        return 'flex' if device.type == 'cuda' and flex_available() else 'sdpa'
-    if attn_type == 'flex':
-        if not flex_available():
-            raise RuntimeError('attn_type="flex" needs torch.nn.attention.flex_attention (PyTorch >= 2.5); '
-                               'use "sdpa" or "auto".')
-        if device.type in FLEX_NO_BACKWARD_DEVICES:
-            if requires_grad is None:
-                requires_grad = torch.is_grad_enabled()
-            if requires_grad:
-                _log_flex_fallback(device.type)
-                return FLEX_TRAINING_FALLBACK
-    return attn_type
+                return _resolve_requested(attn_type, device, requires_grad, head_dim, dtype,
+                                          f'{ATTN_ENV}={override}')
+        if device.type != 'cuda' or not flex_available():
+            return 'sdpa'
+        reason = flex_supports(head_dim, dtype, device.type)
+        if reason is not None:
+            _log_once(reason, f'esc_basicsr: attn_type "auto" runs "sdpa" for this attention: {reason}.',
+                      logging.INFO)
+            return 'sdpa'
+        return 'flex'
+    return _resolve_requested(attn_type, device, requires_grad, head_dim, dtype, f'attn_type "{attn_type}"')
 
 
-def _log_flex_fallback(device_type: str) -> None:
-    if device_type in _logged_fallbacks:
+def _resolve_requested(attn_type: str, device: torch.device, requires_grad: bool | None, head_dim: int | None,
+                       dtype: torch.dtype | None, origin: str) -> str:
+    """An explicitly requested backend (``origin``: where the request came from, for messages)."""
+    if attn_type != 'flex':
+        return attn_type
+    if not flex_available():
+        raise RuntimeError(f'{origin} needs torch.nn.attention.flex_attention (PyTorch >= 2.5); '
+                           'use "sdpa" or "auto".')
+    reason = flex_supports(head_dim, dtype, device.type)
+    if reason is not None:
+        raise ValueError(f'{origin} cannot run this attention: {reason}. Use attn_type "auto" (it runs "sdpa" '
+                         'where flex cannot) or "sdpa".')
+    if device.type in FLEX_NO_BACKWARD_DEVICES:
+        if requires_grad is None:
+            requires_grad = torch.is_grad_enabled()
+        if requires_grad:
+            _log_once(device.type, f'esc_basicsr: attn_type "flex": FlexAttention has no backward on '
+                                   f'{device.type.upper()}, so attention with gradients (training) runs as '
+                                   f'"{FLEX_TRAINING_FALLBACK}" there (the same attention); inference without '
+                                   'gradients keeps "flex".', logging.INFO)
+            return FLEX_TRAINING_FALLBACK
+    return 'flex'
+
+
+def _log_once(key: str, message: str, level: int) -> None:
+    if key in _logged_fallbacks:
         return
-    _logged_fallbacks.add(device_type)
-    logger.info(f'esc_basicsr: attn_type "flex": FlexAttention has no backward on {device_type.upper()}, so '
-                f'attention with gradients (training) runs as "{FLEX_TRAINING_FALLBACK}" there (the same '
-                'attention); inference without gradients keeps "flex".')
+    _logged_fallbacks.add(key)
+    logger.log(level, message)
 
 
 @functools.lru_cache(maxsize=8)
