@@ -16,14 +16,21 @@ Backends (``attn_type``), case-insensitive so the authors' ``Naive/SDPA/Flex`` s
   CUDA when available and able to run them (:func:`flex_supports`), else ``sdpa`` (logged once per
   reason). ``ESC_BASICSR_ATTN=naive|sdpa|flex`` overrides what ``auto`` picks.
 
+On CUDA ``flex`` runs compiled, one compiled entry per variant (:class:`CompiledFlex`): dynamo's
+recompile limit, shared by every compiled ``flex_attention`` of a process, would otherwise send the
+9th variant (dtype, grad mode, window, heads) to FlexAttention's unfused path without a word.
+
 Nothing is compiled or imported eagerly: importing this module and constructing models is cheap.
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import logging
-from typing import Callable
+import re
+import types
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -229,9 +236,6 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype).unsqueeze(0))
 
 
-_compiled_flex: Callable | None = None
-
-
 def _size_oblivious() -> contextlib.AbstractContextManager:
     """Dynamo specialises dimensions of size 0/1 even with ``dynamic=True``, so an image of one
     window would compile a second graph; size-oblivious reasoning keeps one graph for every image
@@ -243,25 +247,145 @@ def _size_oblivious() -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
 
-def compile_flex(**compile_kwargs) -> Callable:
-    """``torch.compile(flex_attention, dynamic=True)``, called with size-oblivious shapes (one graph
-    for every number of windows, including one)."""
-    from torch.nn.attention.flex_attention import flex_attention
+class FlexVariant(NamedTuple):
+    """What makes dynamo compile FlexAttention anew: one compiled entry each (:class:`CompiledFlex`).
 
-    compiled = torch.compile(flex_attention, dynamic=True, **compile_kwargs)
+    Everything else (batch, number of windows, which layer's bias table) is a dynamic input of the
+    same graph.
+    """
 
-    def call(*args, **kwargs):
-        with _size_oblivious():
-            return compiled(*args, **kwargs)
+    device: str  # 'cuda:0'
+    dtype: torch.dtype  # of q, k, v and the bias table
+    grad_mode: bool  # torch.is_grad_enabled()
+    requires_grad: bool  # whether q or the bias table needs a gradient
+    autocast: torch.dtype | None  # autocast's dtype on that device, None when off
+    heads: int
+    head_dim: int
+    window: int
+    score_mod: str = 'relative_position_bias'
 
-    return call
+    def describe(self) -> str:
+        """The layer and mode in words, for messages."""
+        dtype = str(self.dtype).replace('torch.', '')
+        mode = 'with gradients (training)' if self.grad_mode and self.requires_grad else 'without gradients'
+        return (f'window attention ({self.score_mod.replace("_", " ")}), {self.window}x{self.window} windows, '
+                f'{self.heads} heads of dim {self.head_dim}, {dtype} {mode} on {self.device}')
+
+    def code_name(self) -> str:
+        """A Python identifier naming the variant (its compiled code's name in dynamo's logs)."""
+        dtype = str(self.dtype).replace('torch.', '')
+        name = (f'flex_attention__{self.score_mod}_w{self.window}_h{self.heads}_d{self.head_dim}_{dtype}_'
+                f'{"grad" if self.requires_grad else "nograd"}{"" if self.grad_mode else "_nogradmode"}_'
+                f'{self.device}')
+        return re.sub(r'\W', '_', name)
 
 
-def _flex_function(device: torch.device) -> Callable:
-    global _compiled_flex
-    if device.type != 'cuda':
+def _flex_entry(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, score_mod: Callable) -> torch.Tensor:
+    """The code each :class:`FlexVariant` compiles a copy of (``flex_attention`` from its globals)."""
+    return flex_attention(q, k, v, score_mod=score_mod)  # noqa: F821 - in the copy's globals
+
+
+class CompiledFlex:
+    """``torch.compile(flex_attention, dynamic=True)``, one compiled entry per :class:`FlexVariant`.
+
+    Dynamo keeps its compiled graphs per *code object* and, after ``torch._dynamo.config.recompile_limit``
+    (8) versions of one code, runs the plain function instead: for FlexAttention its unfused eager
+    path, which materialises every score matrix (~10x slower, several times the memory). Every
+    compiled wrapper of ``flex_attention`` shares its one code, and each dtype, grad mode, window or
+    head layout is a new version, so a process running a few models in a few precisions would reach
+    it without a word. Here each variant calls ``flex_attention`` from a code object of its own (a
+    copy of :func:`_flex_entry` named after the variant): each has its own cache, holding one graph
+    with dynamic shapes, and no global compiler setting changes.
+
+    Should dynamo still stop compiling a variant (a recompile cause not in the variant, the limit
+    lowered by the user, ``suppress_errors``), that variant is logged once, in words, and
+    :meth:`usable` turns false: callers then run it as ``sdpa`` (a fused kernel, the same attention).
+
+    Args:
+        compile_kwargs: passed to :func:`torch.compile` besides ``dynamic=True`` (tests: ``backend``).
+    """
+
+    def __init__(self, **compile_kwargs) -> None:
+        self.compile_kwargs = dict(dynamic=True, **compile_kwargs)
+        self._compiled: dict[FlexVariant, tuple[Callable, types.CodeType]] = {}
+        self._given_up: set[FlexVariant] = set()
+
+    def usable(self, variant: FlexVariant) -> bool:
+        """False once dynamo stopped compiling ``variant`` (run it as ``sdpa``)."""
+        return variant not in self._given_up
+
+    def codes(self) -> dict[FlexVariant, types.CodeType]:
+        """The code object compiled for each variant met so far (its dynamo cache holds its graphs)."""
+        return {variant: code for variant, (_, code) in self._compiled.items()}
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, score_mod: Callable,
+                 variant: FlexVariant) -> torch.Tensor:
+        """``flex_attention(q, k, v, score_mod=score_mod)``, compiled for ``variant``."""
         from torch.nn.attention.flex_attention import flex_attention
-        return flex_attention
+
+        if torch.compiler.is_compiling():  # inside a compiled model: its graph takes flex_attention in
+            return flex_attention(q, k, v, score_mod=score_mod)
+        if variant not in self._compiled:
+            name = variant.code_name()
+            code = _flex_entry.__code__.replace(co_name=name)
+            if hasattr(code, 'co_qualname'):
+                code = code.replace(co_qualname=name)
+            entry = types.FunctionType(code, {'flex_attention': flex_attention, '__builtins__': builtins,
+                                              '__name__': __name__}, name)
+            self._compiled[variant] = (torch.compile(entry, **self.compile_kwargs), code)
+        compiled, code = self._compiled[variant]
+        attempts, compiled_ok = _frame_counts()
+        with _size_oblivious():
+            out = compiled(q, k, v, score_mod)
+        attempts_after, compiled_ok_after = _frame_counts()
+        if attempts_after - attempts > compiled_ok_after - compiled_ok:  # dynamo ran this call uncompiled
+            self._give_up(variant, code)
+        return out
+
+    def _give_up(self, variant: FlexVariant, code: types.CodeType) -> None:
+        self._given_up.add(variant)
+        versions = _cache_entries(code)
+        limit = torch._dynamo.config.recompile_limit
+        if versions is not None and versions >= limit:
+            why = (f'it reached torch._dynamo.config.recompile_limit ({limit}) with {versions} compiled versions of '
+                   'this one variant (the torch._dynamo warning above names the guard that kept failing)')
+        else:
+            why = 'dynamo could not compile it and ran it uncompiled (torch._dynamo.config.suppress_errors?)'
+        logger.warning(f'esc_basicsr: torch.compile stopped compiling FlexAttention for {variant.describe()}: '
+                       f'{why}. PyTorch then runs FlexAttention\'s unfused path (every score matrix in memory), '
+                       'so this attention runs as "sdpa" from now on (the same attention, a fused kernel).')
+
+
+def _frame_counts() -> tuple[int, int]:
+    """Frames dynamo tried to compile and frames it compiled, so far in this process."""
+    from torch._dynamo.utils import counters
+
+    frames = counters['frames']
+    return frames['total'], frames['ok']
+
+
+def _cache_entries(code: types.CodeType) -> int | None:
+    """Compiled versions dynamo holds for ``code`` (``None`` where this PyTorch does not say)."""
+    try:
+        from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+        return len(_debug_get_cache_entry_list(code))
+    except (ImportError, AttributeError, TypeError, RuntimeError):  # pragma: no cover - private API
+        return None
+
+
+def compile_flex(**compile_kwargs) -> CompiledFlex:
+    """A :class:`CompiledFlex` (``compile_kwargs`` for :func:`torch.compile`, e.g. a test's ``backend``)."""
+    return CompiledFlex(**compile_kwargs)
+
+
+_compiled_flex: CompiledFlex | None = None
+
+
+def _flex_function(device: torch.device) -> CompiledFlex | None:
+    """The compiled FlexAttention for ``device``; ``None``: run the eager one (not CUDA)."""
+    global _compiled_flex
+    if device.type not in FLEX_COMPILED_DEVICES:
+        return None
     if _compiled_flex is None:
         _compiled_flex = compile_flex()
     return _compiled_flex
@@ -276,7 +400,18 @@ def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor
         rel_col = kv_idx % w - q_idx % w + w - 1
         return score + table[h, rel_row * (2 * w - 1) + rel_col]
 
-    return _flex_function(q.device)(q, k, v, score_mod=score_mod)
+    compiled = _flex_function(q.device)
+    if compiled is None:
+        from torch.nn.attention.flex_attention import flex_attention
+        return flex_attention(q, k, v, score_mod=score_mod)
+    variant = FlexVariant(
+        device=str(q.device), dtype=q.dtype, grad_mode=torch.is_grad_enabled(),
+        requires_grad=q.requires_grad or table.requires_grad,
+        autocast=_autocast_dtype(q.device.type),
+        heads=q.shape[1], head_dim=q.shape[-1], window=w)
+    if not compiled.usable(variant):
+        return _sdpa(q, k, v, relative_position_bias(table, w))
+    return compiled(q, k, v, score_mod, variant)
 
 
 def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor,
