@@ -24,6 +24,7 @@ from ..conftest import requires_cuda
 from ..utils.arch_configs import small_model
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+DEVICE = 'cuda'
 SIZE = (13, 11)  # several windows, padded (one graph serves every size: tests/test_flex_compile.py)
 
 
@@ -136,5 +137,5 @@ def test_cuda_every_architecture_precision_and_mode_keeps_the_fused_kernel(monke
     before = dict(counters['frames'])
     before.setdefault('total', 0), before.setdefault('ok', 0)
     with caplog.at_level(logging.WARNING):
-        _run_matrix('cuda')
+        _run_matrix(DEVICE)
     _assert_no_fallback(compiled, before, caplog, expect_training_variants=True)
