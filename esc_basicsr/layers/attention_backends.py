@@ -343,6 +343,8 @@ class CompiledFlex:
         return out
 
     def _give_up(self, variant: FlexVariant, code: types.CodeType) -> None:
+        import torch._dynamo
+
         self._given_up.add(variant)
         versions = _cache_entries(code)
         limit = torch._dynamo.config.recompile_limit
