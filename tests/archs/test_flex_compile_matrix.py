@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 
-import pytest
 import torch
 from torch._dynamo.utils import counters
 
