@@ -12,23 +12,31 @@ Backends (``attn_type``), case-insensitive so the authors' ``Naive/SDPA/Flex`` s
   FlexAttention has no backward on the CPU (nor on MPS): there, while autograd records
   (training), ``flex`` runs as ``sdpa`` (the same attention; logged once), so that option files
   written for GPUs (the authors' ``attn_type: Flex``) also train on a CPU.
-* ``auto`` (default): resolved per call from the input's device: ``flex`` on CUDA when
-  available, else ``sdpa``. ``ESC_BASICSR_ATTN=naive|sdpa|flex`` overrides what ``auto`` picks.
+* ``auto`` (default): resolved per call from the input's device and the layer's shapes: ``flex`` on
+  CUDA when available and able to run them (:func:`flex_supports`), else ``sdpa`` (logged once per
+  reason). ``ESC_BASICSR_ATTN=naive|sdpa|flex`` overrides what ``auto`` picks.
+
+On CUDA ``flex`` runs compiled, one compiled entry per variant (:class:`CompiledFlex`): dynamo's
+recompile limit, shared by every compiled ``flex_attention`` of a process, would otherwise send the
+9th variant (dtype, grad mode, window, heads) to FlexAttention's unfused path without a word.
 
 Nothing is compiled or imported eagerly: importing this module and constructing models is cheap.
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import logging
-from typing import Callable
+import re
+import types
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from . import cpu_bias_attention
-from .config import attn_override
+from .config import ATTN_ENV, attn_override
 from .export_state import is_exporting
 
 ATTN_TYPES = ('auto', 'naive', 'sdpa', 'flex')
@@ -59,49 +67,131 @@ def flex_available() -> bool:
     return True
 
 
-def resolve_backend(attn_type: str, device: torch.device, requires_grad: bool | None = None) -> str:
-    """Map a normalised ``attn_type`` to the concrete backend for ``device``.
+# --------------------------------------------------------------------- what compiled FlexAttention can run
+# Devices where ``flex`` runs torch.compile'd (inductor's Triton kernel); elsewhere it runs
+# FlexAttention's eager reference, which takes any head dim and dtype.
+FLEX_COMPILED_DEVICES = frozenset({'cuda'})
+# inductor (torch/_inductor/kernel/flex/flex_attention.py, lowering of flex_attention): "NYI: embedding
+# dimension of the query, key, and value must be at least 16" (Triton's tl.dot needs K >= 16); seen on
+# an H200 with PyTorch 2.11. Head dims that are not powers of two are padded by the kernel (accepted).
+FLEX_MIN_HEAD_DIM = 16
+# the dtypes PyTorch's own FlexAttention tests compile on CUDA (float64 is only their eager reference)
+FLEX_COMPILED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def flex_supports(head_dim: int | None, dtype: torch.dtype | None, device_type: str) -> str | None:
+    """Why ``flex`` cannot run an attention of these shapes on ``device_type``, or ``None`` if it can.
+
+    A pure function of its arguments (tested without a GPU). ``None`` for ``head_dim``/``dtype``
+    means unknown: not checked.
+
+    Args:
+        head_dim: channels per head of q, k and v.
+        dtype: dtype of q, k and v (under autocast: the autocast dtype, see :func:`attention_dtype`).
+        device_type: ``'cuda'``, ``'cpu'``, ...
+
+    Returns:
+        ``None``, or the reason in words (it names the head dim or dtype).
+    """
+    if device_type not in FLEX_COMPILED_DEVICES:
+        return None
+    if head_dim is not None and head_dim < FLEX_MIN_HEAD_DIM:
+        return (f'head dim {head_dim} (channels / heads) is below {FLEX_MIN_HEAD_DIM}, the smallest that '
+                f'FlexAttention\'s compiled kernel accepts on {device_type.upper()} (PyTorch\'s inductor refuses it)')
+    if dtype is not None and dtype not in FLEX_COMPILED_DTYPES:
+        names = ', '.join(str(d).replace('torch.', '') for d in FLEX_COMPILED_DTYPES)
+        return (f'{str(dtype).replace("torch.", "")} is not a dtype FlexAttention\'s compiled kernel is built and '
+                f'tested for on {device_type.upper()} ({names})')
+    return None
+
+
+def attention_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype of q, k and v projected from ``x``: autocast's for ``x``'s device when it is on
+    (autocast does not cast float64), else ``x.dtype``."""
+    autocast = _autocast_dtype(x.device.type)
+    if autocast is not None and x.is_floating_point() and x.dtype != torch.float64:
+        return autocast
+    return x.dtype
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """Autocast's dtype on ``device_type``; ``None`` when off (or a device without autocast, e.g. meta)."""
+    try:
+        return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+    except RuntimeError:
+        return None
+
+
+def resolve_backend(attn_type: str, device: torch.device, requires_grad: bool | None = None, *,
+                    head_dim: int | None = None, dtype: torch.dtype | None = None) -> str:
+    """Map a normalised ``attn_type`` to the concrete backend for ``device`` and the layer's shapes.
 
     Args:
         attn_type: ``auto`` | ``naive`` | ``sdpa`` | ``flex`` (see :func:`normalize_attn_type`).
         device: where the attention runs.
         requires_grad: whether a backward pass will go through the attention. Default (``None``):
             whether autograd is recording (:func:`torch.is_grad_enabled`), i.e. training.
+        head_dim: channels per head (``None``: unknown, not checked).
+        dtype: dtype of q, k and v (``None``: unknown, not checked).
 
     Returns:
-        ``naive``, ``sdpa`` or ``flex``; ``flex`` with ``requires_grad`` on a device whose
-        FlexAttention has no backward (CPU, MPS) gives ``sdpa``, logged once per device type.
+        ``naive``, ``sdpa`` or ``flex``. ``auto`` gives ``flex`` on CUDA only where
+        :func:`flex_supports` allows it, else ``sdpa`` (logged once per reason). ``flex`` with
+        ``requires_grad`` on a device whose FlexAttention has no backward (CPU, MPS) gives ``sdpa``,
+        logged once per device type.
 
     Raises:
-        RuntimeError: when ``flex`` is requested but this PyTorch has no FlexAttention.
+        RuntimeError: ``flex`` is requested but this PyTorch has no FlexAttention.
+        ValueError: ``flex`` is requested (``attn_type`` or ``ESC_BASICSR_ATTN``) for shapes its
+            compiled kernel cannot run (before anything is compiled); the message says why.
     """
     if attn_type == 'auto':
         override = attn_override()
         if override:
             attn_type = normalize_attn_type(override)
             if attn_type != 'auto':
-                return resolve_backend(attn_type, device, requires_grad)
-        return 'flex' if device.type == 'cuda' and flex_available() else 'sdpa'
-    if attn_type == 'flex':
-        if not flex_available():
-            raise RuntimeError('attn_type="flex" needs torch.nn.attention.flex_attention (PyTorch >= 2.5); '
-                               'use "sdpa" or "auto".')
-        if device.type in FLEX_NO_BACKWARD_DEVICES:
-            if requires_grad is None:
-                requires_grad = torch.is_grad_enabled()
-            if requires_grad:
-                _log_flex_fallback(device.type)
-                return FLEX_TRAINING_FALLBACK
-    return attn_type
+                return _resolve_requested(attn_type, device, requires_grad, head_dim, dtype,
+                                          f'{ATTN_ENV}={override}')
+        if device.type != 'cuda' or not flex_available():
+            return 'sdpa'
+        reason = flex_supports(head_dim, dtype, device.type)
+        if reason is not None:
+            _log_once(reason, f'esc_basicsr: attn_type "auto" runs "sdpa" for this attention: {reason}.',
+                      logging.INFO)
+            return 'sdpa'
+        return 'flex'
+    return _resolve_requested(attn_type, device, requires_grad, head_dim, dtype, f'attn_type "{attn_type}"')
 
 
-def _log_flex_fallback(device_type: str) -> None:
-    if device_type in _logged_fallbacks:
+def _resolve_requested(attn_type: str, device: torch.device, requires_grad: bool | None, head_dim: int | None,
+                       dtype: torch.dtype | None, origin: str) -> str:
+    """An explicitly requested backend (``origin``: where the request came from, for messages)."""
+    if attn_type != 'flex':
+        return attn_type
+    if not flex_available():
+        raise RuntimeError(f'{origin} needs torch.nn.attention.flex_attention (PyTorch >= 2.5); '
+                           'use "sdpa" or "auto".')
+    reason = flex_supports(head_dim, dtype, device.type)
+    if reason is not None:
+        raise ValueError(f'{origin} cannot run this attention: {reason}. Use attn_type "auto" (it runs "sdpa" '
+                         'where flex cannot) or "sdpa".')
+    if device.type in FLEX_NO_BACKWARD_DEVICES:
+        if requires_grad is None:
+            requires_grad = torch.is_grad_enabled()
+        if requires_grad:
+            _log_once(device.type, f'esc_basicsr: attn_type "flex": FlexAttention has no backward on '
+                                   f'{device.type.upper()}, so attention with gradients (training) runs as '
+                                   f'"{FLEX_TRAINING_FALLBACK}" there (the same attention); inference without '
+                                   'gradients keeps "flex".', logging.INFO)
+            return FLEX_TRAINING_FALLBACK
+    return 'flex'
+
+
+def _log_once(key: str, message: str, level: int) -> None:
+    if key in _logged_fallbacks:
         return
-    _logged_fallbacks.add(device_type)
-    logger.info(f'esc_basicsr: attn_type "flex": FlexAttention has no backward on {device_type.upper()}, so '
-                f'attention with gradients (training) runs as "{FLEX_TRAINING_FALLBACK}" there (the same '
-                'attention); inference without gradients keeps "flex".')
+    _logged_fallbacks.add(key)
+    logger.log(level, message)
 
 
 @functools.lru_cache(maxsize=8)
@@ -146,9 +236,6 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype).unsqueeze(0))
 
 
-_compiled_flex: Callable | None = None
-
-
 def _size_oblivious() -> contextlib.AbstractContextManager:
     """Dynamo specialises dimensions of size 0/1 even with ``dynamic=True``, so an image of one
     window would compile a second graph; size-oblivious reasoning keeps one graph for every image
@@ -160,25 +247,147 @@ def _size_oblivious() -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
 
-def compile_flex(**compile_kwargs) -> Callable:
-    """``torch.compile(flex_attention, dynamic=True)``, called with size-oblivious shapes (one graph
-    for every number of windows, including one)."""
-    from torch.nn.attention.flex_attention import flex_attention
+class FlexVariant(NamedTuple):
+    """What makes dynamo compile FlexAttention anew: one compiled entry each (:class:`CompiledFlex`).
 
-    compiled = torch.compile(flex_attention, dynamic=True, **compile_kwargs)
+    Everything else (batch, number of windows, which layer's bias table) is a dynamic input of the
+    same graph.
+    """
 
-    def call(*args, **kwargs):
-        with _size_oblivious():
-            return compiled(*args, **kwargs)
+    device: str  # 'cuda:0'
+    dtype: torch.dtype  # of q, k, v and the bias table
+    grad_mode: bool  # torch.is_grad_enabled()
+    requires_grad: bool  # whether q or the bias table needs a gradient
+    autocast: torch.dtype | None  # autocast's dtype on that device, None when off
+    heads: int
+    head_dim: int
+    window: int
+    score_mod: str = 'relative_position_bias'
 
-    return call
+    def describe(self) -> str:
+        """The layer and mode in words, for messages."""
+        dtype = str(self.dtype).replace('torch.', '')
+        mode = 'with gradients (training)' if self.grad_mode and self.requires_grad else 'without gradients'
+        return (f'window attention ({self.score_mod.replace("_", " ")}), {self.window}x{self.window} windows, '
+                f'{self.heads} heads of dim {self.head_dim}, {dtype} {mode} on {self.device}')
+
+    def code_name(self) -> str:
+        """A Python identifier naming the variant (its compiled code's name in dynamo's logs)."""
+        dtype = str(self.dtype).replace('torch.', '')
+        name = (f'flex_attention__{self.score_mod}_w{self.window}_h{self.heads}_d{self.head_dim}_{dtype}_'
+                f'{"grad" if self.requires_grad else "nograd"}{"" if self.grad_mode else "_nogradmode"}_'
+                f'{self.device}')
+        return re.sub(r'\W', '_', name)
 
 
-def _flex_function(device: torch.device) -> Callable:
-    global _compiled_flex
-    if device.type != 'cuda':
+def _flex_entry(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, score_mod: Callable) -> torch.Tensor:
+    """The code each :class:`FlexVariant` compiles a copy of (``flex_attention`` from its globals)."""
+    return flex_attention(q, k, v, score_mod=score_mod)  # noqa: F821 - in the copy's globals
+
+
+class CompiledFlex:
+    """``torch.compile(flex_attention, dynamic=True)``, one compiled entry per :class:`FlexVariant`.
+
+    Dynamo keeps its compiled graphs per *code object* and, after ``torch._dynamo.config.recompile_limit``
+    (8) versions of one code, runs the plain function instead: for FlexAttention its unfused eager
+    path, which materialises every score matrix (~10x slower, several times the memory). Every
+    compiled wrapper of ``flex_attention`` shares its one code, and each dtype, grad mode, window or
+    head layout is a new version, so a process running a few models in a few precisions would reach
+    it without a word. Here each variant calls ``flex_attention`` from a code object of its own (a
+    copy of :func:`_flex_entry` named after the variant): each has its own cache, holding one graph
+    with dynamic shapes, and no global compiler setting changes.
+
+    Should dynamo still stop compiling a variant (a recompile cause not in the variant, the limit
+    lowered by the user, ``suppress_errors``), that variant is logged once, in words, and
+    :meth:`usable` turns false: callers then run it as ``sdpa`` (a fused kernel, the same attention).
+
+    Args:
+        compile_kwargs: passed to :func:`torch.compile` besides ``dynamic=True`` (tests: ``backend``).
+    """
+
+    def __init__(self, **compile_kwargs) -> None:
+        self.compile_kwargs = dict(dynamic=True, **compile_kwargs)
+        self._compiled: dict[FlexVariant, tuple[Callable, types.CodeType]] = {}
+        self._given_up: set[FlexVariant] = set()
+
+    def usable(self, variant: FlexVariant) -> bool:
+        """False once dynamo stopped compiling ``variant`` (run it as ``sdpa``)."""
+        return variant not in self._given_up
+
+    def codes(self) -> dict[FlexVariant, types.CodeType]:
+        """The code object compiled for each variant met so far (its dynamo cache holds its graphs)."""
+        return {variant: code for variant, (_, code) in self._compiled.items()}
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, score_mod: Callable,
+                 variant: FlexVariant) -> torch.Tensor:
+        """``flex_attention(q, k, v, score_mod=score_mod)``, compiled for ``variant``."""
         from torch.nn.attention.flex_attention import flex_attention
-        return flex_attention
+
+        if torch.compiler.is_compiling():  # inside a compiled model: its graph takes flex_attention in
+            return flex_attention(q, k, v, score_mod=score_mod)
+        if variant not in self._compiled:
+            name = variant.code_name()
+            code = _flex_entry.__code__.replace(co_name=name)
+            if hasattr(code, 'co_qualname'):
+                code = code.replace(co_qualname=name)
+            entry = types.FunctionType(code, {'flex_attention': flex_attention, '__builtins__': builtins,
+                                              '__name__': __name__}, name)
+            self._compiled[variant] = (torch.compile(entry, **self.compile_kwargs), code)
+        compiled, code = self._compiled[variant]
+        attempts, compiled_ok = _frame_counts()
+        with _size_oblivious():
+            out = compiled(q, k, v, score_mod)
+        attempts_after, compiled_ok_after = _frame_counts()
+        if attempts_after - attempts > compiled_ok_after - compiled_ok:  # dynamo ran this call uncompiled
+            self._give_up(variant, code)
+        return out
+
+    def _give_up(self, variant: FlexVariant, code: types.CodeType) -> None:
+        import torch._dynamo
+
+        self._given_up.add(variant)
+        versions = _cache_entries(code)
+        limit = torch._dynamo.config.recompile_limit
+        if versions is not None and versions >= limit:
+            why = (f'it reached torch._dynamo.config.recompile_limit ({limit}) with {versions} compiled versions of '
+                   'this one variant (the torch._dynamo warning above names the guard that kept failing)')
+        else:
+            why = 'dynamo could not compile it and ran it uncompiled (torch._dynamo.config.suppress_errors?)'
+        logger.warning(f'esc_basicsr: torch.compile stopped compiling FlexAttention for {variant.describe()}: '
+                       f'{why}. PyTorch then runs FlexAttention\'s unfused path (every score matrix in memory), '
+                       'so this attention runs as "sdpa" from now on (the same attention, a fused kernel).')
+
+
+def _frame_counts() -> tuple[int, int]:
+    """Frames dynamo tried to compile and frames it compiled, so far in this process."""
+    from torch._dynamo.utils import counters
+
+    frames = counters['frames']
+    return frames['total'], frames['ok']
+
+
+def _cache_entries(code: types.CodeType) -> int | None:
+    """Compiled versions dynamo holds for ``code`` (``None`` where this PyTorch does not say)."""
+    try:
+        from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+        return len(_debug_get_cache_entry_list(code))
+    except (ImportError, AttributeError, TypeError, RuntimeError):  # pragma: no cover - private API
+        return None
+
+
+def compile_flex(**compile_kwargs) -> CompiledFlex:
+    """A :class:`CompiledFlex` (``compile_kwargs`` for :func:`torch.compile`, e.g. a test's ``backend``)."""
+    return CompiledFlex(**compile_kwargs)
+
+
+_compiled_flex: CompiledFlex | None = None
+
+
+def _flex_function(device: torch.device) -> CompiledFlex | None:
+    """The compiled FlexAttention for ``device``; ``None``: run the eager one (not CUDA)."""
+    global _compiled_flex
+    if device.type not in FLEX_COMPILED_DEVICES:
+        return None
     if _compiled_flex is None:
         _compiled_flex = compile_flex()
     return _compiled_flex
@@ -193,7 +402,18 @@ def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor
         rel_col = kv_idx % w - q_idx % w + w - 1
         return score + table[h, rel_row * (2 * w - 1) + rel_col]
 
-    return _flex_function(q.device)(q, k, v, score_mod=score_mod)
+    compiled = _flex_function(q.device)
+    if compiled is None:
+        from torch.nn.attention.flex_attention import flex_attention
+        return flex_attention(q, k, v, score_mod=score_mod)
+    variant = FlexVariant(
+        device=str(q.device), dtype=q.dtype, grad_mode=torch.is_grad_enabled(),
+        requires_grad=q.requires_grad or table.requires_grad,
+        autocast=_autocast_dtype(q.device.type),
+        heads=q.shape[1], head_dim=q.shape[-1], window=w)
+    if not compiled.usable(variant):
+        return _sdpa(q, k, v, relative_position_bias(table, w))
+    return compiled(q, k, v, score_mod, variant)
 
 
 def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .attention_backends import normalize_attn_type, relative_position_bias, resolve_backend, windowed_attention
+from .attention_backends import attention_dtype, normalize_attn_type, relative_position_bias, resolve_backend, \
+    windowed_attention
 from .export_state import is_exporting
 from .padding import pad_to_multiple
 
@@ -49,7 +50,7 @@ class WindowAttention(nn.Module):
         x = pad_to_multiple(x, ws)
         hp, wp = x.shape[-2:]
         nh, nw = hp // ws, wp // ws
-        backend = resolve_backend(self.attn_type, x.device)
+        backend = self.backend(x.device, attention_dtype(x))
         if torch.is_grad_enabled() or is_exporting():
             out = self._attend_rows(x, nw, backend)
         else:
@@ -61,6 +62,11 @@ class WindowAttention(nn.Module):
                 strip = x[:, :, r0 * ws:(r0 + rows) * ws]
                 out[:, r0 * ws:r0 * ws + strip.shape[2]] = self._attend_rows(strip, nw, backend, bias)
         return self.to_out(out.permute(0, 3, 1, 2)[:, :, :h, :w])
+
+    def backend(self, device: torch.device, dtype: torch.dtype | None = None, requires_grad: bool | None = None) -> str:
+        """The backend this layer's attention runs on ``device`` with q/k/v of ``dtype``
+        (:func:`~esc_basicsr.layers.attention_backends.resolve_backend` given its head dim)."""
+        return resolve_backend(self.attn_type, device, requires_grad, head_dim=self.dim // self.num_heads, dtype=dtype)
 
     def _attend_rows(self, x: torch.Tensor, nw: int, backend: str, bias: torch.Tensor | None = None) -> torch.Tensor:
         """Attention of a window-aligned ``(B, C, r*ws, nw*ws)`` strip -> ``(B, r*ws, nw*ws, C)``."""

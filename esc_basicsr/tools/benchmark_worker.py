@@ -20,7 +20,6 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from ..archs.deploy import deploy
-    from ..layers.attention_backends import normalize_attn_type, resolve_backend
     from .loading import build_network
     from .profiling import count_macs, count_params, measure
     from .runtime import resolve_device, resolve_dtype
@@ -39,9 +38,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         from ..layers.lte import FixedScale
 
         model = FixedScale(model, spec.get('scale', 2))
-    attn_types = {m.attn_type for m in model.modules() if getattr(m, 'attn_type', None) is not None}
-    backends = {resolve_backend(normalize_attn_type(a), device, requires_grad=False) for a in attn_types}
-    row: dict[str, Any] = {'params': params, 'attn': ','.join(sorted(backends))}
+    row: dict[str, Any] = {'params': params, 'attn': _backends(model, device, dtype, requires_grad=False)}
     if spec.get('timing', True):
         model = model.to(device=device, dtype=dtype)
         x = torch.rand(1, 3, h, w, device=device, dtype=dtype)
@@ -53,22 +50,25 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _backends(model: Any, device: Any, dtype: Any, requires_grad: bool) -> str:
+    """The attention backends ``model``'s layers run (each resolved with its own head dim)."""
+    layers = [m for m in model.modules() if getattr(m, 'attn_type', None) is not None and hasattr(m, 'backend')]
+    return ','.join(sorted({m.backend(device, dtype, requires_grad) for m in layers}))
+
+
 def _train_row(model: Any, spec: dict[str, Any], device: Any, dtype: Any) -> dict[str, Any]:
     """One training iteration of ``model`` (train form, float32 weights, autocast for bf16/fp16)."""
     import torch
 
-    from ..layers.attention_backends import normalize_attn_type, resolve_backend
     from .profiling import measure_train_step
 
     b, p, r = spec['batch_size'], spec['patch'], spec['scale']
     model = model.to(device).train()
-    attn_types = {m.attn_type for m in model.modules() if getattr(m, 'attn_type', None) is not None}
     lq = torch.rand(b, 3, p, p, device=device)
     gt = torch.rand(b, 3, r * p, r * p, device=device)
     amp = None if dtype == torch.float32 else dtype
     row = measure_train_step(model, lq, gt, spec['warmup'], spec['repeats'], amp_dtype=amp)
-    row['attn'] = ','.join(sorted(resolve_backend(normalize_attn_type(a), device, requires_grad=True)
-                                  for a in attn_types))
+    row['attn'] = _backends(model, device, dtype, requires_grad=True)
     row['batch_size'] = b
     row['images_per_s'] = b / (row['step_ms'] / 1000)
     row['latency_ms'] = row['step_ms']  # the time that ratios compare
