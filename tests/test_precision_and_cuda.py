@@ -14,7 +14,7 @@ import esc_basicsr  # noqa: F401
 from esc_basicsr.archs import build
 
 from .conftest import load_fixture, requires_cuda
-from .utils.cuda import mean_relative_error, tf32
+from .helpers.cuda import mean_relative_error, tf32
 
 ATTN_TYPES = ['auto', 'sdpa', 'flex', 'naive']
 DEVICE = 'cuda'

@@ -1,6 +1,6 @@
 """Every architecture of the table on CUDA against its CPU run (skipped without CUDA).
 
-Small configurations (tests/utils/arch_configs.py: default initialisation, calibrated BatchNorm
+Small configurations (tests/helpers/arch_configs.py: default initialisation, calibrated BatchNorm
 statistics, attention heads of dim 16 so that ``auto`` runs compiled FlexAttention on CUDA), batch 2,
 an odd size, strict float32 (TF32 off). The CPU runs sdpa; float32 itself separates these networks from
 their float64 run by at most 9e-7 (outputs up to 1.7) and their gradients by 2e-5 of the largest one
@@ -15,8 +15,8 @@ import torch
 from esc_basicsr.archs.table import ARCHITECTURES
 
 from ..conftest import requires_cuda
-from ..utils.arch_configs import small_model
-from ..utils.cuda import tf32
+from ..helpers.arch_configs import small_model
+from ..helpers.cuda import tf32
 
 DEVICE = 'cuda'
 SIZE = (2, 3, 13, 11)

@@ -16,7 +16,7 @@ from esc_basicsr.archs import ELAN
 from esc_basicsr.layers import gmsa
 
 from ..conftest import load_fixture, requires_cuda
-from ..utils.cuda import mean_relative_error, tf32
+from ..helpers.cuda import mean_relative_error, tf32
 
 DEVICE = 'cuda'
 FP16_MAX = torch.finfo(torch.float16).max

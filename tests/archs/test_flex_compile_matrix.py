@@ -20,7 +20,7 @@ from esc_basicsr.layers import attention_backends
 from esc_basicsr.layers.attention_backends import FlexVariant, compile_flex
 
 from ..conftest import requires_cuda
-from ..utils.arch_configs import small_model
+from ..helpers.arch_configs import small_model
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 DEVICE = 'cuda'
