@@ -8,9 +8,11 @@ from .esc_fp_arch import ESCFP
 from .esc_lte_arch import ESCLTE
 from .esc_real_arch import ESCReal
 from .esc_realm_arch import ESCRealM
+from .esc_rib_arch import ESCRIB, convert_upsampler_scale
 from .presets import PRESETS, build, network_g
 from .table import ARCHITECTURES, ArchSpec, arch_spec
 
-__all__ = ['ARCHITECTURES', 'ArchSpec', 'ELAN', 'ESC', 'ESCFP', 'ESCLTE', 'ESCReal', 'ESCRealM', 'PRESETS',
+__all__ = ['ARCHITECTURES', 'ArchSpec', 'ELAN', 'ESC', 'ESCFP', 'ESCLTE', 'ESCReal', 'ESCRIB', 'ESCRealM', 'PRESETS',
            'UnknownArchitectureError', 'arch_spec', 'build', 'convert_authors_checkpoint', 'convert_subpixel_scale',
+           'convert_upsampler_scale',
            'detect', 'extract_state_dict', 'fold_batchnorm', 'from_state_dict', 'network_g']
