@@ -13,15 +13,16 @@ from .esc_fp_arch import ESCFP
 from .esc_lte_arch import ESCLTE
 from .esc_real_arch import ESCReal
 from .esc_realm_arch import ESCRealM
+from .esc_rib_arch import ESCRIB, convert_upsampler_scale
 from .esc_trunk import SharedKernelTrunk, fold_geometric_ensemble
 from .presets import PRESETS, build, network_g
 from .state_dict_layout import LayoutError
 from .table import (ARCHITECTURES, ArchSpec, arch_spec, network_input_multiple, network_value_range,
                     with_unit_range)
 
-__all__ = ['ARCHITECTURES', 'ArchSpec', 'ELAN', 'ESC', 'ESCFP', 'ESCLTE', 'ESCReal', 'ESCRealM', 'LayoutError',
+__all__ = ['ARCHITECTURES', 'ArchSpec', 'ELAN', 'ESC', 'ESCFP', 'ESCLTE', 'ESCRIB', 'ESCReal', 'ESCRealM', 'LayoutError',
            'PRESETS', 'SharedKernelTrunk', 'UnknownArchitectureError', 'arch_spec', 'build',
            'build_from_state_dict', 'convert_authors_checkpoint', 'convert_subpixel_checkpoint',
-           'convert_subpixel_scale', 'detect', 'extract_state_dict', 'fold_batchnorm', 'fold_geometric_ensemble',
+           'convert_subpixel_scale', 'convert_upsampler_scale', 'detect', 'extract_state_dict', 'fold_batchnorm', 'fold_geometric_ensemble',
            'from_state_dict', 'network_g', 'network_input_multiple', 'network_value_range', 'weights_scale',
            'with_unit_range']

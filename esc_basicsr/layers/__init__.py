@@ -1,5 +1,7 @@
 """Reusable building blocks of ESC and ELAN (no BasicSR dependency)."""
-from .attention_backends import ATTN_TYPES, normalize_attn_type, resolve_backend, windowed_attention
+from .attention_backends import (ATTN_TYPES, low_rank_attention, normalize_attn_type, resolve_backend,
+                                 resolve_low_rank_backend, windowed_attention)
+from .attention_gate import GATE_TYPES, AttentionGate
 from .conv_attn import (ConvAttn, DecomposedConvAttn, DecomposedPartialLargeKernelConv, DynamicKernelPredictor,
                         PartialLargeKernelConv, dynamic_depthwise_conv, geometric_ensemble)
 from .conv_ffn import ConvFFN
@@ -7,13 +9,16 @@ from .dysample import DySample
 from .esc_block import ESCBlock
 from .norm import LayerNorm2d
 from .padding import pad_bottom_right, pad_to_multiple
+from .rib_attention import FlashBiasAttention, LowRankWindowAttention, RIBAttention, rib_coordinate_features
+from .skip_upsampler import UPSAMPLER_TYPES, SkipUpsampler
 from .upsamplers import UPSAMPLERS, UniUpsample
 from .window_attention import WindowAttention
 
 __all__ = [
-    'ATTN_TYPES', 'ConvAttn', 'ConvFFN', 'DecomposedConvAttn', 'DecomposedPartialLargeKernelConv',
-    'DySample', 'DynamicKernelPredictor', 'ESCBlock', 'LayerNorm2d', 'PartialLargeKernelConv', 'UPSAMPLERS',
-    'UniUpsample', 'WindowAttention',
-    'dynamic_depthwise_conv', 'geometric_ensemble', 'normalize_attn_type', 'pad_bottom_right', 'pad_to_multiple',
-    'resolve_backend', 'windowed_attention'
+    'ATTN_TYPES', 'AttentionGate', 'ConvAttn', 'ConvFFN', 'DecomposedConvAttn', 'DecomposedPartialLargeKernelConv',
+    'DySample', 'DynamicKernelPredictor', 'ESCBlock', 'FlashBiasAttention', 'GATE_TYPES', 'LayerNorm2d',
+    'LowRankWindowAttention', 'PartialLargeKernelConv', 'RIBAttention', 'SkipUpsampler', 'UPSAMPLERS',
+    'UPSAMPLER_TYPES', 'UniUpsample', 'WindowAttention',
+    'dynamic_depthwise_conv', 'geometric_ensemble', 'low_rank_attention', 'normalize_attn_type', 'pad_bottom_right',
+    'pad_to_multiple', 'resolve_backend', 'resolve_low_rank_backend', 'rib_coordinate_features', 'windowed_attention'
 ]

@@ -26,16 +26,19 @@ class ESCBlock(nn.Module):
         use_ln: LayerNorm before each ConvFFN of the pairs (ESC-XL, ESC-Real, ESC-FP).
         proj_ratio: expansion of the first ConvFFN (2 in ESC, 1.5 in ESC-FP).
         decomposed: use ESC-FP's decomposed ConvAttn (takes two kernels instead of one).
+        attention: the block's self-attention module, ``(B, C, H, W) -> (B, C, H, W)`` (ESC-RIB's
+            :class:`~.rib_attention.RIBAttention`). Default: ``WindowAttention(dim, window_size,
+            num_heads, attn_type)``; when given, those three arguments are not used.
     """
 
     def __init__(self, dim: int, pdim: int, conv_blocks: int, kernel_size: int, window_size: int,
                  num_heads: int, exp_ratio: float, attn_type: str = 'auto', use_ln: bool = False,
-                 proj_ratio: float = 2.0, decomposed: bool = False) -> None:
+                 proj_ratio: float = 2.0, decomposed: bool = False, attention: nn.Module | None = None) -> None:
         super().__init__()
         self.ln_proj = LayerNorm2d(dim)
         self.proj = ConvFFN(dim, 3, proj_ratio)
         self.ln_attn = LayerNorm2d(dim)
-        self.attn = WindowAttention(dim, window_size, num_heads, attn_type)
+        self.attn = WindowAttention(dim, window_size, num_heads, attn_type) if attention is None else attention
         conv_attn = DecomposedConvAttn if decomposed else ConvAttn
         self.lns = nn.ModuleList([LayerNorm2d(dim) if use_ln else nn.Identity() for _ in range(conv_blocks)])
         self.pconvs = nn.ModuleList([conv_attn(dim, pdim, kernel_size) for _ in range(conv_blocks)])

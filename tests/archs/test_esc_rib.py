@@ -1,0 +1,267 @@
+"""ESCRIB (ESC-RIB, FlashBias ESC): the authors' fixtures in every backend, batches, sizes, training,
+deployment folding, the scale-converting load, ONNX export and constructor errors (CPU)."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from esc_basicsr.archs import ESCRIB, convert_upsampler_scale
+from esc_basicsr.archs.deploy import fold_geometric_ensemble, geometric_ensemble_folded
+from esc_basicsr.layers import attention_backends
+from esc_basicsr.layers.config import ATTN_ENV, attn_override
+from tests.conftest import assert_reproduces_fixture, load_fixture
+
+FIXTURES = ['escrib_x2.pt', 'escrib_flashbias_x4_small.pt']
+BACKENDS = ['naive', 'sdpa', 'flex', 'auto']
+# which low-rank attention path each requested backend must run on a CPU
+EXPECTED_PATH = {'naive': 'naive', 'sdpa': 'sdpa', 'flex': 'sdpa', 'auto': 'sdpa'}
+TINY = dict(dim=16, pdim=4, kernel_size=7, n_blocks=1, conv_blocks=2, window_size=8, num_heads=2, exp_ratio=1.25,
+            rank=4, rib_hidden_dim=8, rib_n_freqs=3, gate_type='DWC')
+
+
+def tiny(kind: str = 'RIB', scale: int = 2, seed: int = 0, **kwargs) -> ESCRIB:
+    """A small ESCRIB whose every parameter matters (the zero-initialised dynamic-kernel heads drawn too)."""
+    torch.manual_seed(seed)
+    net = ESCRIB(**dict(TINY, attn_type=kind, upscaling_factor=scale, **kwargs))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.1)
+    return net
+
+
+@pytest.fixture
+def attention_paths(monkeypatch):
+    """The low-rank attention paths that ran (``naive`` / ``sdpa``), recorded in call order."""
+    calls: list[str] = []
+    for name in ('naive', 'sdpa'):
+        real = getattr(attention_backends, f'_{name}_low_rank')
+        monkeypatch.setattr(attention_backends, f'_{name}_low_rank',
+                            lambda *a, _f=real, _n=name: calls.append(_n) or _f(*a))
+    return calls
+
+
+@pytest.fixture
+def attn_env(monkeypatch):
+    def set_env(value: str) -> None:
+        monkeypatch.setenv(ATTN_ENV, value)
+        attn_override.cache_clear()
+    yield set_env
+    monkeypatch.delenv(ATTN_ENV, raising=False)
+    attn_override.cache_clear()
+
+
+# ------------------------------------------------------------------------------------ the fixtures
+
+@pytest.mark.parametrize('backend', BACKENDS)
+@pytest.mark.parametrize('name', FIXTURES)
+def test_reference_fixture_every_backend(name: str, backend: str, attention_paths: list) -> None:
+    fix = load_fixture(name)
+    assert_reproduces_fixture(ESCRIB(**fix['kwargs'], attn_backend=backend), fix)
+    assert set(attention_paths) == {EXPECTED_PATH[backend]}
+
+
+@pytest.mark.parametrize('env, path', [('naive', 'naive'), ('sdpa', 'sdpa'), ('flex', 'sdpa')])
+def test_reference_fixture_with_env_override(env: str, path: str, attn_env, attention_paths: list) -> None:
+    attn_env(env)
+    fix = load_fixture('escrib_flashbias_x4_small.pt')
+    assert_reproduces_fixture(ESCRIB(**fix['kwargs']), fix)  # attn_backend 'auto' follows the variable
+    assert set(attention_paths) == {path}
+
+
+def test_fixture_state_dicts_hold_parameters_only() -> None:
+    fix = load_fixture('escrib_x2.pt')
+    net = ESCRIB(**fix['kwargs'])
+    assert set(net.state_dict()) == set(fix['state_dict']) == {n for n, _ in net.named_parameters()}
+    assert net.blocks[0].attn.rib_coords.shape == (64 * 64, 42)
+
+
+def test_authors_attn_type_spellings_and_backend_attribute() -> None:
+    for spelling, kind in (('RIB', 'RIB'), ('rib', 'RIB'), ('FlashBias', 'FlashBias'), ('FLASHBIAS', 'FlashBias')):
+        net = ESCRIB(**dict(TINY, attn_type=spelling, upscaling_factor=2), attn_backend='SDPA')
+        assert net.attn_kind == kind
+        # the tools read the backend from each attention module's ``attn_type``
+        assert net.blocks[0].attn.attn_type == 'sdpa'
+
+
+# -------------------------------------------------------------------------- batches, sizes, training
+
+def test_eval_batch_equals_single_images() -> None:
+    fix = load_fixture('escrib_flashbias_x4_small.pt')
+    net = ESCRIB(**fix['kwargs']).eval()
+    net.load_state_dict(fix['state_dict'])
+    x = torch.cat([fix['input'], fix['input'].flip(-1), torch.rand_like(fix['input'])])
+    with torch.no_grad():
+        batched = net(x)
+        single = torch.cat([net(x[i:i + 1]) for i in range(3)])
+    assert (batched[:1] - fix['output']).abs().max() <= 1e-4
+    assert (batched - single).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize('size', [(1, 1), (2, 3), (15, 17), (16, 16), (33, 5)])
+def test_any_size_down_to_one_pixel(size: tuple[int, int]) -> None:
+    """Window 32: the authors' code fails below 16 px (reflect padding larger than the side)."""
+    fix = load_fixture('escrib_flashbias_x4_small.pt')
+    net = ESCRIB(**fix['kwargs']).eval()
+    net.load_state_dict(fix['state_dict'])
+    with torch.no_grad():
+        out = net(torch.rand(2, 3, *size))
+    assert out.shape == (2, 3, 4 * size[0], 4 * size[1]) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize('kind', ['RIB', 'FlashBias'])
+@pytest.mark.parametrize('upsampler', ['pixelshuffle_direct', 'pixelshuffle', 'nn+conv'])
+def test_train_mode_gradients_reach_every_parameter(kind: str, upsampler: str) -> None:
+    net = tiny(kind, upsampler_type=upsampler, intermediate_dim=8, use_ln=True).train()
+    out = net(torch.rand(2, 3, 12, 10))
+    assert out.shape == (2, 3, 24, 20)
+    out.square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize('backend', ['sdpa', 'naive', 'flex'])
+def test_cpu_training_steps_reduce_the_loss(backend: str) -> None:
+    net = ESCRIB(**dict(TINY, attn_type='FlashBias', upscaling_factor=2), attn_backend=backend).train()
+    torch.manual_seed(1)
+    lq, gt = torch.rand(4, 3, 12, 12), torch.rand(4, 3, 24, 24)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss = F.l1_loss(net(lq), gt)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    assert net.blocks[0].attn.flashbias_q.grad.abs().sum() > 0  # the factors learn (the authors' zeros would not)
+
+
+# --------------------------------------------------------------------------- folding, scale conversion
+
+@pytest.mark.parametrize('name', FIXTURES)
+def test_convert_folds_the_geometric_ensemble(name: str) -> None:
+    fix = load_fixture(name)
+    net = ESCRIB(**fix['kwargs']).eval()
+    net.load_state_dict(fix['state_dict'])
+    assert net.convert() is net and geometric_ensemble_folded(net)
+    assert fold_geometric_ensemble(net) is net  # idempotent
+    with torch.no_grad():
+        assert (net(fix['input']) - fix['output']).abs().max() <= 1e-4
+    fresh = ESCRIB(**fix['kwargs']).eval()  # a folded checkpoint loads into the training form
+    fresh.load_state_dict(net.state_dict(), strict=True)
+    with torch.no_grad():
+        assert (fresh(fix['input']) - fix['output']).abs().max() <= 1e-4
+
+
+def _resized_blocks(weight: torch.Tensor, colors: int, r_in: int, r_out: int) -> torch.Tensor:
+    """The authors' formula, one (colors, r, r) block per input tap: bilinear, align_corners False."""
+    rest = weight.shape[1:]
+    flat = weight.reshape(colors, r_in, r_in, -1)
+    out = torch.empty(colors, r_out, r_out, flat.shape[-1])
+    for c in range(colors):
+        for j in range(flat.shape[-1]):
+            out[c, :, :, j] = F.interpolate(flat[c, :, :, j][None, None], size=(r_out, r_out), mode='bilinear',
+                                            align_corners=False)[0, 0]
+    return out.reshape(colors * r_out * r_out, *rest)
+
+
+def test_x2_checkpoint_loads_into_an_x4_model(caplog: pytest.LogCaptureFixture) -> None:
+    fix = load_fixture('escrib_x2.pt')
+    net = ESCRIB(**dict(fix['kwargs'], upscaling_factor=4)).eval()
+    with caplog.at_level(logging.INFO, logger='basicsr'):
+        net.load_state_dict(fix['state_dict'], strict=True)
+    assert 'from x2 to x4' in caplog.text
+    sd = net.state_dict()
+    w2 = fix['state_dict']['upsampler.up_conv.weight']
+    torch.testing.assert_close(sd['upsampler.up_conv.weight'], _resized_blocks(w2, 3, 2, 4), atol=1e-6, rtol=0)
+    for key, value in fix['state_dict'].items():  # everything but the sub-pixel layer unchanged
+        if not key.startswith('upsampler.up_conv'):
+            assert torch.equal(sd[key], value), key
+    with torch.no_grad():
+        assert net(fix['input'][..., :20, :24]).shape == (1, 3, 80, 96)
+
+
+def test_convert_upsampler_scale_layouts() -> None:
+    src = tiny('RIB', 2, upsampler_type='pixelshuffle', intermediate_dim=6).state_dict()
+    out = convert_upsampler_scale(src, 3, 'pixelshuffle')
+    assert out['upsampler.up_conv.weight'].shape == (6 * 9, 6, 3, 3)  # F r^2 outputs, F = 6 colours
+    torch.testing.assert_close(out['upsampler.up_conv.weight'],
+                               _resized_blocks(src['upsampler.up_conv.weight'], 6, 2, 3), atol=1e-6, rtol=0)
+    model = ESCRIB(**dict(TINY, upscaling_factor=3, upsampler_type='pixelshuffle', intermediate_dim=6))
+    model.load_state_dict(src, strict=True)
+    same = convert_upsampler_scale(src, 2, 'pixelshuffle')
+    assert same['upsampler.up_conv.weight'] is src['upsampler.up_conv.weight']
+    nn_conv = tiny('RIB', 2, upsampler_type='nn+conv', intermediate_dim=6).state_dict()
+    assert convert_upsampler_scale(nn_conv, 4, 'nn+conv') == nn_conv  # no sub-pixel layer: unchanged
+    const = {'upsampler.up_conv.weight': torch.ones(12, 5, 3, 3), 'upsampler.up_conv.bias': torch.ones(12)}
+    resized = convert_upsampler_scale(const, 4)
+    assert torch.equal(resized['upsampler.up_conv.bias'], torch.ones(48))
+
+
+# ------------------------------------------------------------------------------------------- export
+
+@pytest.mark.parametrize('kind', ['RIB', 'FlashBias'])
+def test_onnx_export_parity(kind: str, tmp_path) -> None:
+    from esc_basicsr.tools.onnx_export import check_exportable, export_onnx, verify_onnx
+
+    model = tiny(kind, 2, attn_backend='sdpa').convert().eval()  # folded: no rot90 in the graph
+    check_exportable(model)
+    path = str(tmp_path / 'escrib.onnx')
+    export_onnx(model, path, (2, 3, 19, 21))
+    # eager runs the fused kernel, the graph plain matmuls: compared at other sizes/batches, below half a window
+    results = verify_onnx(model, path, [(1, 3, 30, 17), (3, 3, 9, 40), (1, 3, 2, 3)])
+    assert [r['output'] for r in results] == [(1, 3, 60, 34), (3, 3, 18, 80), (1, 3, 4, 6)]
+    assert max(r['max_abs_diff'] for r in results) < 1e-4
+
+
+# ------------------------------------------------------------------------------------------- errors
+
+def test_constructor_errors() -> None:
+    kw = dict(TINY, upscaling_factor=2)
+    with pytest.raises(ValueError, match='attn_backend=.sdpa.'):
+        ESCRIB(**dict(kw, attn_type='SDPA'))  # a backend where the authors' kind goes
+    with pytest.raises(ValueError, match='relative-position-bias'):
+        ESCRIB(**dict(kw, attn_type='Flex'))
+    with pytest.raises(ValueError, match='not implemented'):
+        ESCRIB(**dict(kw, attn_type='RoPEViT'))
+    with pytest.raises(ValueError, match='RIB'):
+        ESCRIB(**dict(kw, attn_type='FlashAttention'))
+    with pytest.raises(ValueError, match='attn_type'):
+        ESCRIB(**kw, attn_backend='flash')
+    with pytest.raises(ValueError, match='gate_type'):
+        ESCRIB(**dict(kw, gate_type='Conv'))
+    with pytest.raises(ValueError, match='upsampler_type'):
+        ESCRIB(**kw, upsampler_type='pixelshuffledirect')
+    with pytest.raises(ValueError, match='powers of two'):
+        ESCRIB(**dict(kw, upscaling_factor=6), upsampler_type='nn+conv')
+    with pytest.raises(ValueError, match='divisible'):
+        ESCRIB(**dict(kw, num_heads=3))
+    with pytest.raises(ValueError, match='rank'):
+        ESCRIB(**dict(kw, rank=0))
+    with pytest.raises(ValueError, match='pass rank explicitly'):
+        ESCRIB(**dict(kw, dim=512, num_heads=2, rank=None))  # head_dim 256: no default rank
+    with pytest.raises(TypeError):
+        ESCRIB(**kw, flashbias_rnk=8)  # a misspelled option fails loudly
+
+
+def test_rank_and_window_mismatches_fail_to_load() -> None:
+    fix = load_fixture('escrib_flashbias_x4_small.pt')
+    with pytest.raises(RuntimeError, match='flashbias_q'):  # the factors fix the window ...
+        ESCRIB(**dict(fix['kwargs'], window_size=16)).load_state_dict(fix['state_dict'])
+    with pytest.raises(RuntimeError, match='flashbias_q'):  # ... and the rank
+        ESCRIB(**fix['kwargs'], rank=16).load_state_dict(fix['state_dict'])
+    rib = load_fixture('escrib_x2.pt')
+    with pytest.raises(RuntimeError, match='to_q'):
+        ESCRIB(**dict(rib['kwargs'], rank=8)).load_state_dict(rib['state_dict'])
+    # RIB weights do not fix the window: another window loads (and runs)
+    ESCRIB(**dict(rib['kwargs'], window_size=32)).load_state_dict(rib['state_dict'], strict=True)
+
+
+def test_flashbias_rank_is_used_when_rank_is_not_given() -> None:
+    net = ESCRIB(**dict(TINY, attn_type='FlashBias', upscaling_factor=2, rank=None), flashbias_rank=7)
+    assert net.blocks[0].attn.flashbias_q.shape == (2, 64, 7)
+    net = ESCRIB(**dict(TINY, upscaling_factor=2, rank=3), flashbias_rank=7)
+    assert net.blocks[0].attn.to_q.shape[-1] == 3
