@@ -25,3 +25,22 @@ def test_strips_equal_the_whole_image(attn_type, monkeypatch):
         strips = layer(x)
     torch.testing.assert_close(strips, whole, atol=1e-5, rtol=0)
     assert len(gathers) == (0 if attn_type == 'flex' else 1)  # once for the 4 strips, not per strip
+
+
+@pytest.mark.parametrize('name', ['esc_light', 'esc_rib'])
+def test_training_after_inference_mode(name):
+    """Caches first filled under torch.inference_mode (validation, infer) hold normal tensors: a training
+    step afterwards works (it failed with "Inference tensors cannot be saved for backward")."""
+    from esc_basicsr.archs import ESCRIB, build
+
+    attention_backends.relative_position_index.cache_clear()
+    torch.manual_seed(0)
+    if name == 'esc_rib':
+        model = ESCRIB(dim=32, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=7, num_heads=2,
+                       upscaling_factor=2, rank=4, rib_hidden_dim=8, gate_type='DWC')
+    else:
+        model = build(name, 2, dim=32, pdim=8, n_blocks=1, conv_blocks=1, window_size=7, num_heads=2)
+    with torch.inference_mode():
+        model.eval()(torch.rand(1, 3, 9, 11))
+    model.train()(torch.rand(2, 3, 9, 11)).mean().backward()
+    assert all(p.grad is not None for p in model.parameters())

@@ -203,13 +203,16 @@ def relative_position_index(window_size: int, device: torch.device) -> torch.Ten
     """``(N, N)`` index into a ``(2w-1)^2`` bias table, ``N = w*w`` (row-major window tokens).
 
     Index of (query, key) = ``(key_row - query_row + w - 1) * (2w - 1) + (key_col - query_col + w - 1)``,
-    as in the reference. Built with tensor ops (milliseconds), cached per window size and device.
+    as in the reference. Built with tensor ops (milliseconds), cached per window size and device, as a
+    normal tensor even when first asked for under ``torch.inference_mode`` (an inference tensor in the
+    cache would make every later training step fail: "Inference tensors cannot be saved for backward").
     """
-    pos = torch.arange(window_size * window_size, device=device)
-    row, col = pos // window_size, pos % window_size
-    rel_row = row[None, :] - row[:, None] + window_size - 1
-    rel_col = col[None, :] - col[:, None] + window_size - 1
-    return rel_row * (2 * window_size - 1) + rel_col
+    with torch.inference_mode(False):
+        pos = torch.arange(window_size * window_size, device=device)
+        row, col = pos // window_size, pos % window_size
+        rel_row = row[None, :] - row[:, None] + window_size - 1
+        rel_col = col[None, :] - col[:, None] + window_size - 1
+        return rel_row * (2 * window_size - 1) + rel_col
 
 
 def relative_position_bias(table: torch.Tensor, window_size: int) -> torch.Tensor:
