@@ -10,7 +10,7 @@ import torch
 import yaml
 
 import esc_basicsr  # noqa: F401
-from .conftest import load_fixture
+from tests.conftest import load_fixture
 from esc_basicsr.infer import main
 from esc_basicsr.tools.image_io import read_image
 from esc_basicsr.tools.output_paths import list_inputs, output_path

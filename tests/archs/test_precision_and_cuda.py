@@ -7,7 +7,7 @@ import torch
 import esc_basicsr  # noqa: F401
 from esc_basicsr.archs import build
 
-from .conftest import load_fixture, requires_cuda
+from tests.conftest import load_fixture, requires_cuda
 
 
 def _fixture_model(name: str, **overrides):

@@ -7,48 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from esc_basicsr.archs import ARCHITECTURES, ELAN, ESC, ESCFP, ESCReal, UnknownArchitectureError, detect, \
-    fold_batchnorm, from_state_dict
+from esc_basicsr.archs import ELAN, ESC, ESCFP, ESCReal, UnknownArchitectureError, detect, fold_batchnorm, \
+    from_state_dict
 
-from .conftest import FIXTURES, REPO
-
-# tests/fixtures holds the copies; fixtures not copied yet are read from the shared folder beside the repo
-SHARED_FIXTURES = REPO.parent / 'shared' / 'fixtures'
-FIXTURE_FILES = ['esc_x2.pt', 'esc_light_x4.pt', 'esc_fp_x2.pt', 'esc_real_x4_small.pt', 'esc_real_dysample_x4.pt',
-                 'esc_realm_x2_pixelshuffle_unshuffle.pt', 'elan_light_x4.pt', 'esc_lte_x2.5.pt']
-REFERENCE_NAMES = {'ESC+LTE': 'ESCLTE'}  # the fixture's reference name -> ours
-
-
-def fixture_path(name: str) -> Path:
-    for folder in (FIXTURES, SHARED_FIXTURES):
-        if (folder / name).exists():
-            return folder / name
-    pytest.skip(f'fixture {name} not available')
-
-
-def load(name: str) -> dict:
-    return torch.load(fixture_path(name), weights_only=True)
-
-
-def require_arch(name: str) -> None:
-    if name not in ARCHITECTURES:
-        pytest.skip(f'{name} has no entry in the architecture table yet')
-
-
-def run_fixture(model: torch.nn.Module, fix: dict) -> torch.Tensor:
-    with torch.no_grad():
-        if 'out_hw' in fix:  # arbitrary scale: the output size is an argument
-            return model.upscale(fix['input'], tuple(fix['out_hw']))
-        return model(fix['input'])
-
-
-def assert_reproduces(model: torch.nn.Module, fix: dict) -> None:
-    out = run_fixture(model, fix)
-    if 'output_float64' in fix:  # ELAN at rgb_range 255: float32 rounds at ~3e-5 of the hundreds
-        tol = 1e-5 * fix['kwargs']['rgb_range']
-        torch.testing.assert_close(out, fix['output_float64'].float(), atol=tol, rtol=0)
-    else:
-        torch.testing.assert_close(out, fix['output'], atol=1e-4, rtol=0)
+from tests.conftest import FIXTURE_FILES, REFERENCE_NAMES, assert_reproduces, require_arch, run_fixture
+from tests.conftest import load_fixture_or_skip as load
 
 
 @pytest.mark.parametrize('name', FIXTURE_FILES)

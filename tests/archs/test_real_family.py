@@ -22,7 +22,7 @@ from esc_basicsr.archs.esc_real_arch import ESCReal, reflect_pad_any_size
 from esc_basicsr.archs.esc_realm_arch import ESCRealM
 from esc_basicsr.layers import UPSAMPLERS, DySample, UniUpsample
 
-from .conftest import assert_reproduces_fixture, load_fixture
+from tests.conftest import assert_reproduces_fixture, load_fixture
 
 CLASSES = {'ESCReal': ESCReal, 'ESCRealM': ESCRealM}
 FIXTURES = ['esc_real_x4_small.pt', 'esc_real_dysample_x4.pt', 'esc_realm_x2_pixelshuffle_unshuffle.pt']

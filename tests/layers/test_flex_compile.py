@@ -16,7 +16,7 @@ from torch._dynamo.utils import counters
 from esc_basicsr.archs import ESC
 from esc_basicsr.layers import attention_backends
 
-from .conftest import requires_cuda
+from tests.conftest import requires_cuda
 
 TINY = dict(dim=16, pdim=4, kernel_size=5, n_blocks=2, conv_blocks=1, window_size=8, num_heads=2,
             upscaling_factor=2)

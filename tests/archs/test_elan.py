@@ -16,7 +16,7 @@ from esc_basicsr.archs.deploy import deploy
 from esc_basicsr.archs.elan_arch import ELAN, convert_authors_checkpoint, fold_batchnorm
 from esc_basicsr.layers.gmsa import GMSA, window_merge, window_partition
 
-from .conftest import REPO, load_fixture
+from tests.conftest import REPO, load_fixture
 
 # small but complete: 2 ELAB blocks (one regular, one shifted), each with one shared GMSA
 TINY = dict(scale=2, rgb_range=255, colors=3, m_elan=4, c_elan=15, n_share=1, r_expand=2, act_type='relu',

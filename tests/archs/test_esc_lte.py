@@ -10,7 +10,7 @@ from esc_basicsr.archs.esc_arch import ESC
 from esc_basicsr.archs.esc_lte_arch import ESCLTE, esc_lte_folded, fold_esc_lte
 from esc_basicsr.layers.lte import LTE, make_cell, make_coord, scaled_size
 
-from .conftest import load_fixture
+from tests.conftest import load_fixture
 
 FIXTURE = 'esc_lte_x2.5.pt'
 TINY = dict(dim=16, pdim=4, kernel_size=7, n_blocks=1, conv_blocks=2, window_size=8, num_heads=2, exp_ratio=1.25)

@@ -14,7 +14,7 @@ from esc_basicsr.archs import build, convert_subpixel_scale, network_g
 from esc_basicsr.archs.deploy import deploy, is_deployed
 from esc_basicsr.layers import ConvAttn, geometric_ensemble
 
-from .conftest import assert_reproduces_fixture, load_fixture
+from tests.conftest import assert_reproduces_fixture, load_fixture
 
 ESC_FIXTURES = ['esc_x2.pt', 'esc_light_x4.pt', 'esc_fp_x2.pt']
 CPU_BACKENDS = ['naive', 'sdpa', 'flex']
