@@ -14,7 +14,6 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from esc_basicsr.archs import presets
 from esc_basicsr.archs.deploy import deploy
 from esc_basicsr.archs.elan_arch import ELAN, convert_authors_checkpoint, fold_batchnorm
-from esc_basicsr.layers.gmsa import GMSA, window_merge, window_partition
 
 from tests.conftest import REPO, load_fixture
 
@@ -170,22 +169,6 @@ def test_constructor_rejects_unknown_and_unsupported_keys():
         ELAN(**dict(TINY, act_type='gelu'))
     with pytest.raises(ValueError):
         ELAN(**dict(TINY, c_elan=16))  # not divisible by the 3 window groups
-
-
-def test_window_partition_round_trip():
-    x = torch.randn(2, 5, 8, 12)
-    tokens = window_partition(x, 4)
-    assert tokens.shape == (2 * 2 * 3, 16, 5)
-    assert torch.equal(tokens[1, :4, 0], x[0, 0, 0, 4:8])  # window (0, 1), first row, channel 0
-    assert torch.equal(window_merge(tokens, 4, 2, 8, 12), x)
-
-
-def test_gmsa_requires_maps_exactly_when_shared():
-    x = torch.randn(1, 6, 8, 8)
-    with pytest.raises(ValueError):
-        GMSA(6, (2, 4, 8), calc_attn=False)(x)
-    _, atns = GMSA(6, (2, 4, 8)).eval()(x)
-    assert [a.shape for a in atns] == [(16, 4, 4), (4, 16, 16), (1, 64, 64)]
 
 
 def test_convert_authors_checkpoint(fixture, tiny):

@@ -12,7 +12,6 @@ import esc_basicsr  # noqa: F401  (registers the archs)
 from basicsr.utils.registry import ARCH_REGISTRY
 from esc_basicsr.archs import build, convert_subpixel_scale, network_g
 from esc_basicsr.archs.deploy import deploy, is_deployed
-from esc_basicsr.layers import ConvAttn, geometric_ensemble
 
 from tests.conftest import assert_reproduces_fixture, load_fixture
 
@@ -168,25 +167,6 @@ def test_deployment_form_gives_same_output(name: str) -> None:
     fresh.load_state_dict(net.state_dict(), strict=True)
     with torch.no_grad():
         assert (fresh(fix['input']) - fix['output']).abs().max().item() <= 1e-4
-
-
-def test_geometric_ensemble_is_d4_invariant_and_idempotent() -> None:
-    k = torch.randn(4, 4, 13, 13)
-    e = geometric_ensemble(k)
-    assert torch.allclose(e, e.flip(-1), atol=1e-6) and torch.allclose(e, e.transpose(-1, -2), atol=1e-6)
-    assert torch.allclose(geometric_ensemble(e), e, atol=1e-6)
-
-
-def test_conv_attn_is_reusable_standalone() -> None:
-    lk = torch.nn.Parameter(torch.randn(4, 4, 7, 7))
-    attn = ConvAttn(dim=12, pdim=4, kernel_size=7)
-    x = torch.randn(3, 12, 10, 9)
-    y = attn(x, geometric_ensemble(lk))
-    assert y.shape == x.shape
-    y.sum().backward()
-    assert lk.grad is not None and attn.plk.dwc_proj[1].weight.grad is not None
-    with pytest.raises(ValueError, match='pdim'):
-        ConvAttn(dim=8, pdim=16)
 
 
 def test_construction_is_fast() -> None:
