@@ -1,5 +1,8 @@
 """ESC-LTE (arbitrary scale): reference-fixture equality, batches, sampled coordinates, chunked and
-tiled rendering, gradients, deployment folding, the LTE layer with another encoder, input errors."""
+tiled rendering, several scales, input errors.
+
+Sizes, batches, gradients, state_dict round trips and deployment folding at a non-integer scale:
+tests/archs/test_table_harness.py; the LTE layer on its own: tests/layers/test_lte.py."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from esc_basicsr.archs.esc_arch import ESC
-from esc_basicsr.archs.esc_lte_arch import ESCLTE, esc_lte_folded, fold_esc_lte
+from esc_basicsr.archs.esc_lte_arch import ESCLTE
 from esc_basicsr.layers.lte import make_cell, make_coord, scaled_size
 
 from tests.conftest import load_fixture
@@ -103,29 +106,6 @@ def test_untrained_decoder_gives_bilinear_skip() -> None:
         out = net.upscale(lq, (20, 25))
     bilinear = torch.nn.functional.interpolate(lq, size=(20, 25), mode='bilinear', align_corners=False)
     assert (out - bilinear).abs().max() < 1e-5
-
-
-def test_gradients_reach_every_parameter() -> None:
-    torch.manual_seed(0)
-    net = ESCLTE(**TINY_LTE).train()
-    for name, p in net.named_parameters():  # the zero-initialised dynamic-kernel heads block gradients
-        if 'dwc_proj' in name:
-            nn.init.normal_(p, std=0.1)
-    coord = torch.rand(2, 64, 2) * 2 - 1
-    net(torch.rand(2, 3, 12, 12), coord, torch.full_like(coord, 2 / 30)).square().mean().backward()
-    missing = [n for n, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
-    assert not missing
-
-
-def test_deployment_folding_keeps_output(fix: dict) -> None:
-    net = fixture_model(fix)
-    with torch.no_grad():
-        before = net.query(fix['input'], fix['coord'], fix['cell'])
-        assert not esc_lte_folded(net)
-        fold_esc_lte(net)
-        assert esc_lte_folded(net)
-        after = net.query(fix['input'], fix['coord'], fix['cell'])
-    assert (before - after).abs().max() <= 1e-5
 
 
 # ----------------------------------------------------------------------------------------- errors

@@ -27,8 +27,9 @@ from tests.conftest import requires_cuda
 
 CASES = all_cases()
 # A batch and its images one by one run the same arithmetic; only the kernels' blocking of the batch
-# (oneDNN convolutions, BLAS) may reorder float32 sums: measured <= 1.0e-6 (ESC-FP x4), bound 1e-5.
-BATCH_ATOL = 1e-5
+# (oneDNN convolutions, BLAS) may reorder float32 sums: measured <= 1.0e-6 (ESC-FP x4); 4e-6 is the 1e-3
+# at ELAN's 255 of the test this replaces.
+BATCH_ATOL = 4e-6
 # naive, sdpa and flex compute the same softmax(qk^T + bias)v in another order: measured <= 1.0e-6.
 BACKEND_ATOL = 1e-5
 # folding re-associates a few float32 products (kernel ensemble, BatchNorm into a conv): measured

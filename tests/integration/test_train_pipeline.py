@@ -1,5 +1,6 @@
 """BasicSR's real train and test pipelines on the repo's option files (tiny network, tiny data built
-with ``esc_basicsr.prepare``), and the x2 -> x3 fine-tuning load of the option files."""
+with ``esc_basicsr.prepare``), and the x2 -> x3 fine-tuning load of the option files (the demo's set-up:
+tests/tools/test_demo.py)."""
 from __future__ import annotations
 
 import logging

@@ -42,7 +42,7 @@ def test_unexportable_attention_is_explained():
             check_exportable(build_network(TINY_ESC, attn_type=attn))
 
 
-@pytest.mark.parametrize('attn', ['sdpa', 'naive'])
+@pytest.mark.parametrize('attn', ['naive'])  # sdpa, every architecture: tests/archs/test_table_harness.py
 def test_onnx_parity_at_two_sizes_and_batches(attn, tmp_path):
     model = deploy(randomized(dict(TINY_ESC, attn_type=attn)))
     path = str(tmp_path / 'esc.onnx')
