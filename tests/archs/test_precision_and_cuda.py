@@ -13,8 +13,8 @@ import torch
 import esc_basicsr  # noqa: F401
 from esc_basicsr.archs import build
 
-from .conftest import load_fixture, requires_cuda
-from .helpers.cuda import mean_relative_error, tf32
+from tests.conftest import load_fixture, requires_cuda
+from tests.helpers.cuda import mean_relative_error, tf32
 
 ATTN_TYPES = ['auto', 'sdpa', 'flex', 'naive']
 DEVICE = 'cuda'

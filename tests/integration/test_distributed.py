@@ -22,7 +22,7 @@ import basicsr.utils.dist_util as dist_util
 from basicsr.models.base_model import BaseModel
 from esc_basicsr.integration.fixes import _patching, distributed
 
-from .test_train_pipeline import make_data, tiny_train_options, write_options
+from tests.integration.helpers import make_data, tiny_train_options, write_options
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason='checks the behaviour without CUDA')
 

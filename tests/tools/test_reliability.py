@@ -26,7 +26,7 @@ from esc_basicsr.utils.image_io import ImageReadError, ImageWriteError, compose,
 from esc_basicsr.utils.options import check_scale_agreement
 from esc_basicsr.utils.output_paths import OutputPathError, check_distinct_files, list_inputs, plan_outputs
 
-from .test_prepare import read_lmdb_image
+from tests.conftest import read_lmdb_image
 
 TINY = dict(type='ESC', dim=16, pdim=8, kernel_size=13, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
             upscaling_factor=2)

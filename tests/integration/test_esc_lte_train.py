@@ -14,8 +14,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import yaml
-from basicsr.utils.options import ordered_yaml
 from skimage import data as skdata
 
 import basicsr
@@ -27,11 +25,9 @@ from esc_basicsr.integration.data.liif_dataset import ArbitraryScalePairedDatase
 from esc_basicsr.integration.models.lte_model import LTEModel
 from esc_basicsr.utils.matlab_resize import imresize_to
 
-from .test_train_pipeline import reset_basicsr_logger
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = dict(dim=16, pdim=4, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
-            hidden_dim=16, imnet_hidden=[16, 16])
+from tests.conftest import REPO
+from tests.conftest import TINY_ESC_LTE as TINY
+from tests.integration.helpers import load_options, reset_basicsr_logger, write_options
 
 
 def test_registered_in_basicsr() -> None:
@@ -60,22 +56,6 @@ def data(tmp_path_factory) -> dict[str, Path]:
     assert prepare.main(['benchmark', '--hr', str(bench), '--out', str(root / 'Set5'), '--scales', '2.5', '8',
                          '--workers', '1']) == 0
     return {'hr': hr, 'set5': root / 'Set5'}
-
-
-def load_options(name: str) -> dict:
-    with open(REPO / 'options' / name) as f:
-        return yaml.load(f, Loader=ordered_yaml()[0])
-
-
-def plain(obj):
-    if isinstance(obj, dict):
-        return {k: plain(v) for k, v in obj.items()}
-    return [plain(v) for v in obj] if isinstance(obj, list) else obj
-
-
-def write_options(opt: dict, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(plain(opt), sort_keys=False))
-    return path
 
 
 # ----------------------------------------------------------------------------------------- data

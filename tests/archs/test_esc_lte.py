@@ -1,5 +1,8 @@
 """ESC-LTE (arbitrary scale): reference-fixture equality, batches, sampled coordinates, chunked and
-tiled rendering, gradients, deployment folding, the LTE layer with another encoder, input errors."""
+tiled rendering, several scales, input errors.
+
+Sizes, batches, gradients, state_dict round trips and deployment folding at a non-integer scale:
+tests/archs/test_table_harness.py; the LTE layer on its own: tests/layers/test_lte.py."""
 from __future__ import annotations
 
 import pytest
@@ -7,10 +10,10 @@ import torch
 import torch.nn as nn
 
 from esc_basicsr.archs.esc_arch import ESC
-from esc_basicsr.archs.esc_lte_arch import ESCLTE, esc_lte_folded, fold_esc_lte
-from esc_basicsr.layers.lte import LTE, make_cell, make_coord, scaled_size
+from esc_basicsr.archs.esc_lte_arch import ESCLTE
+from esc_basicsr.layers.lte import make_cell, make_coord, scaled_size
 
-from .conftest import load_fixture
+from tests.conftest import load_fixture
 
 FIXTURE = 'esc_lte_x2.5.pt'
 TINY = dict(dim=16, pdim=4, kernel_size=7, n_blocks=1, conv_blocks=2, window_size=8, num_heads=2, exp_ratio=1.25)
@@ -105,44 +108,7 @@ def test_untrained_decoder_gives_bilinear_skip() -> None:
     assert (out - bilinear).abs().max() < 1e-5
 
 
-def test_gradients_reach_every_parameter() -> None:
-    torch.manual_seed(0)
-    net = ESCLTE(**TINY_LTE).train()
-    for name, p in net.named_parameters():  # the zero-initialised dynamic-kernel heads block gradients
-        if 'dwc_proj' in name:
-            nn.init.normal_(p, std=0.1)
-    coord = torch.rand(2, 64, 2) * 2 - 1
-    net(torch.rand(2, 3, 12, 12), coord, torch.full_like(coord, 2 / 30)).square().mean().backward()
-    missing = [n for n, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
-    assert not missing
-
-
-def test_deployment_folding_keeps_output(fix: dict) -> None:
-    net = fixture_model(fix)
-    with torch.no_grad():
-        before = net.query(fix['input'], fix['coord'], fix['cell'])
-        assert not esc_lte_folded(net)
-        fold_esc_lte(net)
-        assert esc_lte_folded(net)
-        after = net.query(fix['input'], fix['coord'], fix['cell'])
-    assert (before - after).abs().max() <= 1e-5
-
-
-def test_lte_layer_with_another_encoder() -> None:
-    encoder = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 1, 1))
-    net = LTE(encoder, 8, hidden_dim=16, imnet_hidden=(16,)).eval()
-    assert {k.split('.')[0] for k in net.state_dict()} == {'encoder', 'coef', 'freq', 'phase', 'imnet'}
-    with torch.no_grad():
-        assert net.upscale(torch.rand(1, 3, 6, 7), (15, 17)).shape == (1, 3, 15, 17)
-
-
 # ----------------------------------------------------------------------------------------- errors
-@pytest.mark.parametrize('scale', [0, -2, 0.0, float('nan'), float('inf')])
-def test_bad_scale_raises(scale: float) -> None:
-    with pytest.raises(ValueError, match='scale must be a finite number > 0'):
-        scaled_size(10, 10, scale)
-
-
 @pytest.mark.parametrize('size', [0, (10,), (10, 0), (10.5, 12), (-3, 4)])
 def test_bad_size_raises(size) -> None:
     net = ESCLTE(**TINY_LTE).eval()

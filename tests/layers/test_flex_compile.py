@@ -17,8 +17,8 @@ from torch._dynamo.utils import counters
 from esc_basicsr.archs import ESC
 from esc_basicsr.layers import WindowAttention, attention_backends
 
-from .conftest import requires_cuda
-from .helpers.cuda import tf32
+from tests.conftest import requires_cuda
+from tests.helpers.cuda import tf32
 
 TINY = dict(dim=16, pdim=4, kernel_size=5, n_blocks=2, conv_blocks=1, window_size=8, num_heads=2,
             upscaling_factor=2)  # head dim 8: compiled flex (CUDA) cannot run it, the CPU's eager flex can

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 import esc_basicsr  # noqa: F401
-from .conftest import load_fixture
+from tests.conftest import load_fixture
 from esc_basicsr.infer import main
 from esc_basicsr.tools.loading import build_network
 from esc_basicsr.tools.tiling import tile_alignment, tiled_forward

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import lmdb
 import numpy as np
 import pytest
 from skimage import data as skdata
@@ -17,7 +16,8 @@ from esc_basicsr.data_prep.crop import mod_crop, subimage_boxes
 from esc_basicsr.data_prep.lmdb_tools import lmdb_complete, meta_info_keys
 from esc_basicsr.utils.matlab_resize import bicubic_resize
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import read_lmdb_image
+
 CROP, STEP = 96, 48
 
 
@@ -48,14 +48,6 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     """(inode, mtime_ns) of every file under folder: unchanged means not rewritten."""
     return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns)
             for p in folder.rglob('*') if p.is_file() and p.name != 'lock.mdb'}
-
-
-def read_lmdb_image(path: Path, key: str) -> np.ndarray:
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin() as txn:
-        buf = txn.get(key.encode())
-    env.close()
-    return cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
 
 
 def test_div2k_recipe_cli_and_rerun(hr_dir, tmp_path):

@@ -1,4 +1,5 @@
-"""The demo's arbitrary-scale mode (arguments, plan, start as bilinear) and its comparison step (no training)."""
+"""The demo: its set-up (option files, initial weights, training plan, argument errors), its arbitrary-scale
+mode (arguments, plan, start as bilinear) and its comparison step (no training)."""
 from __future__ import annotations
 
 import math
@@ -97,3 +98,54 @@ def test_arbitrary_scale_demo_end_to_end(tmp_path, capsys):
     figure = workdir / 'demo_comparison.png'
     assert f'Comparison figure (input, bicubic, ESC-LTE, ground truth): {figure}' in out
     assert cv2.imread(str(figure)).shape[1] == 4 * 216 + 5 * 6  # 72-pixel crops enlarged 3x
+
+
+# ------------------------------------------------------------------------ set-up of the classic demo
+
+def test_demo_setup_starts_as_nearest_neighbour(tmp_path):
+    """The demo's packaged option files install into a work folder, and its initial weights (ESC-light,
+    zero output convolution) make the network start as nearest-neighbour upscaling."""
+    from basicsr.archs import build_network
+
+    from esc_basicsr.tools.demo import install_options
+
+    install_options(tmp_path, (demo.TRAIN_OPT, demo.TEST_OPT))
+    opt = yaml.safe_load((tmp_path / 'options' / demo.TRAIN_OPT).read_text())
+    assert opt['path']['pretrain_network_g'] == f'init/{demo.NAME}_init.pth'
+    net = build_network(opt['network_g'])
+    net.load_state_dict(torch.load(demo.initial_weights(tmp_path), weights_only=True)['params'])
+    x = torch.rand(1, 3, 12, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(x), x.repeat_interleave(2, -1).repeat_interleave(2, -2))
+    plan = demo.plan_training(tmp_path, minutes=1, iters=10)
+    assert plan['total_iter'] == demo.MIN_ITERS and (tmp_path / 'demo_plan.json').is_file()
+
+
+@pytest.mark.parametrize('minutes, iters, step, expected', [
+    (None, None, 1.0, 400),   # default: a fixed count, the same schedule on every normal machine
+    (None, None, 2.0, 290),   # slow machine: what fits in 11 min ((660 - 20) / (2.0 * 1.1))
+    (None, None, 20.0, 150),  # never below the count that reliably beats bicubic
+    (3.0, None, 1.0, 150),    # an explicit budget: (180 - 20) / 1.1 = 145 -> the floor, 150
+    (20.0, None, 1.0, 1072),  # a longer budget trains longer ((1200 - 20) / 1.1)
+    (None, 1000, None, 1000),  # an explicit count is not timed
+])
+def test_demo_plan(tmp_path, minutes, iters, step, expected):
+    def step_seconds(_):
+        assert step is not None, 'an explicit --iters must not time a step'
+        return step
+
+    plan = demo.plan_training(tmp_path, minutes, iters, step_seconds=step_seconds)
+    assert plan['total_iter'] == expected
+    assert plan['warmup_iter'] == max(15, expected // 10) and 0.9 <= plan['ema_decay'] <= 0.999
+    # kept for a resumed run, even if called with other arguments
+    assert demo.plan_training(tmp_path, None, 5, step_seconds=step_seconds) == plan
+
+
+@pytest.mark.parametrize('argv, message', [(['--iters', '0'], 'must be positive'),
+                                           (['--minutes', '-1'], 'must be positive'),
+                                           (['--iters', '10', '--minutes', '5'], 'not both')])
+def test_demo_rejects_bad_arguments(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        demo.main(['--workdir', str(tmp_path / 'w')] + argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / 'w').exists()  # nothing written before the arguments are checked

@@ -23,7 +23,7 @@ import torch
 from esc_basicsr.integration import fixes
 from esc_basicsr.integration.fixes import lmdb_values, option_checks, resume
 
-from .test_train_pipeline import make_data, reset_basicsr_logger, tiny_train_options, write_options
+from tests.integration.helpers import make_data, reset_basicsr_logger, tiny_train_options, write_options
 
 
 class SimulatedCrash(Exception):

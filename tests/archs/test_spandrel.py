@@ -8,7 +8,8 @@ import torch
 
 from esc_basicsr.archs import ESC, build
 
-from .test_detect import FIXTURE_FILES, REFERENCE_NAMES, assert_reproduces, load, require_arch
+from tests.conftest import FIXTURE_FILES, REFERENCE_NAMES, assert_reproduces, require_arch
+from tests.conftest import load_fixture_or_skip as load
 
 spandrel = pytest.importorskip('spandrel')
 import esc_basicsr.spandrel as esc_spandrel  # noqa: E402  (needs spandrel)

@@ -16,13 +16,14 @@ from esc_basicsr import benchmark, infer
 from esc_basicsr.archs.esc_arch import ESC
 from esc_basicsr.archs.esc_lte_arch import ESCLTE
 
-from .test_esc_lte_train import TINY
+from tests.conftest import REPO
+from tests.conftest import TINY_ESC_LTE as TINY
 
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp('lte_tools')
-    opt = yaml.safe_load((Path(__file__).resolve().parents[1] / 'options' / 'train_ESC_LTE.yml').read_text())
+    opt = yaml.safe_load((REPO / 'options' / 'train_ESC_LTE.yml').read_text())
     opt['network_g'].update(TINY)
     (root / 'lte.yml').write_text(yaml.safe_dump(opt))
     kwargs = {k: v for k, v in opt['network_g'].items() if k != 'type'}

@@ -29,7 +29,7 @@ from esc_basicsr.integration.fixes import resume
 from esc_basicsr.integration.models import ESRModel, RealHATGANModel, RealHATMSEModel
 from esc_basicsr.integration.models.window_padding import pad_to_multiple
 
-from .test_train_pipeline import TINY_ESC, load_options, make_data, reset_basicsr_logger, tiny_train_options, \
+from tests.integration.helpers import TINY_ESC, load_options, make_data, reset_basicsr_logger, tiny_train_options, \
     write_options
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason='checks the behaviour without CUDA')

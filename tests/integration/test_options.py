@@ -15,7 +15,8 @@ from basicsr.utils.options import ordered_yaml
 from esc_basicsr.archs.presets import PRESETS, network_g
 from esc_basicsr.archs.table import ARCHITECTURES
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
+
 # fixed-scale networks; the arbitrary-scale ESC-LTE files (one checkpoint, any scale) are checked apart
 OPTION_FILES = sorted(p for p in (REPO / 'options').glob('*.yml') if '_LTE' not in p.stem)
 DEMO_FILES = sorted(p for p in (REPO / 'esc_basicsr' / 'options').glob('*.yml') if '_LTE' not in p.stem)
