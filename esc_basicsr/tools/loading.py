@@ -5,7 +5,12 @@ order of precedence: an option file (``--opt``), a preset of :mod:`esc_basicsr.a
 (``--model esc_light --scale 2``), the ``network_g`` stored in a checkpoint written by
 ``python -m esc_basicsr.export``, or the weights themselves (:func:`esc_basicsr.archs.detect`: every
 esc_basicsr architecture is recognised from its state_dict, so ``--weights`` alone is enough).
-Weights are read with ``torch.load(weights_only=True)``: no code from the file is executed.
+Weights are read with ``torch.load(weights_only=True)``: no code from the file is executed. They are
+checked before anything is built (:func:`esc_basicsr.archs.checkpoint.validate_state_dict`: a mapping of
+names to tensors stored in the file, of real dtypes and finite values), and against the network before
+they are loaded (:func:`esc_basicsr.archs.checkpoint.fit_problems`): weights of another family than the
+one asked for are named as such, a tensor of another dtype (int64, bool) is refused by name, and a
+misfit is summed up in one line instead of PyTorch's list of every key.
 
 A scale requested with ``--scale`` or an option file that disagrees with the weights' is an error
 (:class:`ScaleMismatchError`): loading would resize the sub-pixel output layer, which is how
@@ -31,7 +36,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from ..archs.checkpoint import extract_state_dict
+from ..archs.checkpoint import CheckpointError, describe_fit, extract_state_dict, fit_problems, validate_state_dict
 from ..archs.deploy import deploy as deploy_model
 from ..archs.table import ARCHITECTURES
 
@@ -153,12 +158,21 @@ def read_checkpoint(path: str | Path, param_key: str | None = None) -> tuple[dic
     """Weights and other entries of a checkpoint, loaded with ``weights_only=True``.
 
     The weights are ``param_key``, else ``params_ema``, else ``params``, else the file itself (a bare
-    state_dict), as :func:`esc_basicsr.archs.checkpoint.extract_state_dict` picks them.
+    state_dict), as :func:`esc_basicsr.archs.checkpoint.extract_state_dict` picks them, checked by
+    :func:`esc_basicsr.archs.checkpoint.validate_state_dict` (entries that are not tensors left out).
+
+    Raises:
+        CheckpointError: not a dict of weights, or a tensor that cannot be a weight (named).
     """
     checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     if not isinstance(checkpoint, Mapping):
-        raise ValueError(f'{path}: expected a dict checkpoint, got {type(checkpoint).__name__}')
-    state_dict = extract_state_dict(checkpoint, param_key)
+        raise CheckpointError(f'{path}: expected a dict checkpoint, got {type(checkpoint).__name__}')
+    try:
+        state_dict = validate_state_dict(extract_state_dict(checkpoint, param_key), str(path))
+    except CheckpointError as exc:
+        raise CheckpointError(str(exc) if str(path) in str(exc) else f'{path}: {exc}') from None
+    if not state_dict:
+        raise CheckpointError(f'{path}: the checkpoint holds no weights')
     has_weights = any(k in checkpoint for k in ('params', 'params_ema')) or param_key is not None
     meta = {k: v for k, v in checkpoint.items() if k not in ('params', 'params_ema', param_key)} if has_weights else {}
     return state_dict, meta
@@ -180,8 +194,13 @@ class DetectedWeights:
     error: str = ''
 
 
-def detect_weights(state_dict: Mapping[str, torch.Tensor] | None) -> DetectedWeights:
-    """Recognise ``state_dict`` as one of esc_basicsr's architectures (never raises)."""
+def detect_weights(state_dict: Mapping[str, torch.Tensor] | None, source: str | Path | None = None) -> DetectedWeights:
+    """Recognise ``state_dict`` as one of esc_basicsr's architectures.
+
+    Raises:
+        CheckpointError: the layout of one of them with a tensor it cannot hold (e.g. int64); weights that
+            are not recognised are not an error (``network_g`` None).
+    """
     from ..archs.detection import UnknownArchitectureError, detect, weights_scale
 
     if state_dict is None:
@@ -190,6 +209,8 @@ def detect_weights(state_dict: Mapping[str, torch.Tensor] | None) -> DetectedWei
         name, kwargs = detect(state_dict)
     except UnknownArchitectureError as exc:
         return DetectedWeights(None, None, str(exc))
+    except CheckpointError as exc:
+        raise CheckpointError(f'{source}: {exc}' if source is not None else str(exc)) from None
     network_g = {'type': name, **kwargs}
     if name == 'ELAN':
         network_g['input_range'] = 1.0
@@ -238,7 +259,7 @@ def describe_weights(weights: str | Path, scale: int | None = None,
     """``(network_g, scale)`` of a checkpoint from its own contents (deployed meta or detection),
     checked against a requested ``scale``. Raises ``ValueError`` (:class:`ScaleMismatchError`)."""
     state_dict, meta = read_checkpoint(weights, param_key)
-    detected = detect_weights(state_dict)
+    detected = detect_weights(state_dict, weights)
     check_scale(detected, {'--scale': scale}, weights)
     network_g, net_scale = resolve_network_g(meta=meta, detected=detected)
     if net_scale is None:
@@ -278,7 +299,7 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
         RuntimeError: weights that do not fit the network (from ``load_state_dict``).
     """
     state_dict, meta = read_checkpoint(weights, param_key) if weights is not None else (None, {})
-    detected = detect_weights(state_dict)
+    detected = detect_weights(state_dict, weights)
     requested = {'--scale': scale}
     if opt is not None:
         options = read_options(opt)
@@ -286,11 +307,12 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
     check_scale(detected, requested, weights)
     network_g, net_scale = resolve_network_g(opt, preset, scale, meta, detected)
     network_g = complete_network_g(network_g, net_scale or scale)
+    check_family(network_g, detected, opt, preset, weights)
     model = build_network(network_g, attn_type)
     if meta.get('deployed'):  # folded weights need a folded model (ELAN has no BatchNorm keys any more)
         deploy_model(model)
     if state_dict is not None:
-        model.load_state_dict(state_dict, strict=strict)
+        load_checked(model, state_dict, strict, f'{weights}', detected)
     if fold:
         deploy_model(model)
     model.eval()
@@ -301,6 +323,48 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
     net_scale = network_scale(network_g) or net_scale or probe_scale(model)
     value_range = float(getattr(model, 'input_range', 1.0) or 1.0)
     return LoadedNetwork(model, network_g, int(net_scale), value_range, meta)
+
+
+def _described(network_g: Mapping[str, Any]) -> str:
+    """``ESC x2 (dim=16, n_blocks=1, ...)``: a network_g in a few words."""
+    sizes = [f'{k}={v}' for k, v in network_g.items() if k != 'type' and isinstance(v, int)
+             and not isinstance(v, bool) and k not in SCALE_KEYS][:4]
+    scale = network_scale(network_g)
+    return f'{network_g["type"]}{f" x{scale}" if scale else ""}' + (f' ({", ".join(sizes)}, ...)' if sizes else '')
+
+
+def check_family(network_g: Mapping[str, Any], detected: DetectedWeights, opt: str | Path | None, preset: str | None,
+                 weights: str | Path | None) -> None:
+    """Raise :class:`CheckpointError` when ``--model``/``--opt`` asks for another architecture than the one
+    the weights were recognised as (e.g. ELAN weights with ``--model esc``)."""
+    if detected.network_g is None or network_g.get('type') == detected.network_g['type']:
+        return
+    source = f'--model {preset}' if preset is not None else f'--opt {opt}' if opt is not None else 'the checkpoint'
+    raise CheckpointError(f'{source} describes {network_g.get("type")}, but these are {detected.network_g["type"]} '
+                          f'weights ({_described(detected.network_g)}, read off {weights}): leave out '
+                          f'{source.split()[0]} to use them as they are, or give {network_g.get("type")} weights')
+
+
+def load_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True, source: str = 'weights',
+                 detected: DetectedWeights | None = None) -> None:
+    """``model.load_state_dict(state_dict)`` that refuses tensors of another dtype kind by name (PyTorch
+    would cast an int64 or bool tensor into a float parameter silently) and sums a misfit up in one line.
+
+    Raises:
+        CheckpointError: naming the tensors that differ (and the architecture the weights were recognised as).
+    """
+    reference = model.state_dict()
+    problems = fit_problems(state_dict, reference, {n for n, _ in model.named_buffers()})
+    if not strict:
+        problems['missing'], problems['unexpected'] = [], []
+    if problems['dtype']:
+        raise CheckpointError(f'{source}: {describe_fit(dict(problems, missing=[], unexpected=[], shape=[]))}')
+    try:
+        model.load_state_dict(state_dict, strict=strict)
+    except RuntimeError as exc:
+        summary = describe_fit(problems) or str(exc).strip().splitlines()[-1][:300]
+        found = f'; they are {_described(detected.network_g)}' if detected and detected.network_g else ''
+        raise CheckpointError(f'{source}: the weights do not fit {type(model).__name__}: {summary}{found}') from None
 
 
 def save_deployed(path: str | Path, model: nn.Module, network_g: Mapping[str, Any], scale: int) -> None:
