@@ -31,7 +31,7 @@ import copy
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import IO, Any, Mapping
 
 import torch
 import torch.nn as nn
@@ -307,12 +307,12 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
     check_scale(detected, requested, weights)
     network_g, net_scale = resolve_network_g(opt, preset, scale, meta, detected)
     network_g = complete_network_g(network_g, net_scale or scale)
-    check_family(network_g, detected, opt, preset, weights)
     model = build_network(network_g, attn_type)
     if meta.get('deployed'):  # folded weights need a folded model (ELAN has no BatchNorm keys any more)
         deploy_model(model)
     if state_dict is not None:
-        load_checked(model, state_dict, strict, f'{weights}', detected)
+        load_checked(model, state_dict, strict, f'{weights}', detected,
+                     family_mismatch(network_g, detected, opt, preset, weights))
     if fold:
         deploy_model(model)
     model.eval()
@@ -333,22 +333,24 @@ def _described(network_g: Mapping[str, Any]) -> str:
     return f'{network_g["type"]}{f" x{scale}" if scale else ""}' + (f' ({", ".join(sizes)}, ...)' if sizes else '')
 
 
-def check_family(network_g: Mapping[str, Any], detected: DetectedWeights, opt: str | Path | None, preset: str | None,
-                 weights: str | Path | None) -> None:
-    """Raise :class:`CheckpointError` when ``--model``/``--opt`` asks for another architecture than the one
-    the weights were recognised as (e.g. ELAN weights with ``--model esc``)."""
+def family_mismatch(network_g: Mapping[str, Any], detected: DetectedWeights, opt: str | Path | None,
+                    preset: str | None, weights: str | Path | None) -> str | None:
+    """The message for weights recognised as another architecture than ``--model``/``--opt`` asks for
+    (e.g. ELAN weights with ``--model esc``), or None."""
     if detected.network_g is None or network_g.get('type') == detected.network_g['type']:
-        return
+        return None
     source = f'--model {preset}' if preset is not None else f'--opt {opt}' if opt is not None else 'the checkpoint'
-    raise CheckpointError(f'{source} describes {network_g.get("type")}, but these are {detected.network_g["type"]} '
-                          f'weights ({_described(detected.network_g)}, read off {weights}): leave out '
-                          f'{source.split()[0]} to use them as they are, or give {network_g.get("type")} weights')
+    return (f'{source} describes {network_g.get("type")}, but these are {detected.network_g["type"]} weights '
+            f'({_described(detected.network_g)}, read off {weights}): leave out {source.split()[0]} to use them as '
+            f'they are, or give {network_g.get("type")} weights')
 
 
 def load_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True, source: str = 'weights',
-                 detected: DetectedWeights | None = None) -> None:
+                 detected: DetectedWeights | None = None, mismatch: str | None = None) -> None:
     """``model.load_state_dict(state_dict)`` that refuses tensors of another dtype kind by name (PyTorch
-    would cast an int64 or bool tensor into a float parameter silently) and sums a misfit up in one line.
+    would cast an int64 or bool tensor into a float parameter silently) and sums a misfit up in one line
+    (``mismatch``, e.g. from :func:`family_mismatch`, if given; the network's own clear errors, such as
+    ESCLTE's for a fixed-scale checkpoint, pass unchanged).
 
     Raises:
         CheckpointError: naming the tensors that differ (and the architecture the weights were recognised as).
@@ -362,13 +364,16 @@ def load_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], stric
     try:
         model.load_state_dict(state_dict, strict=strict)
     except RuntimeError as exc:
+        if mismatch is not None:
+            raise CheckpointError(mismatch) from None
         summary = describe_fit(problems) or str(exc).strip().splitlines()[-1][:300]
         found = f'; they are {_described(detected.network_g)}' if detected and detected.network_g else ''
         raise CheckpointError(f'{source}: the weights do not fit {type(model).__name__}: {summary}{found}') from None
 
 
-def save_deployed(path: str | Path, model: nn.Module, network_g: Mapping[str, Any], scale: int) -> None:
-    """Save a folded ``model`` in the deployed checkpoint format (see the module docstring)."""
+def save_deployed(path: str | Path | IO[bytes], model: nn.Module, network_g: Mapping[str, Any], scale: int) -> None:
+    """Save a folded ``model`` in the deployed checkpoint format (see the module docstring) to a path
+    (its folder created) or a binary file object."""
     from ..version import __version__
 
     if not all(isinstance(v, (str, int, float, bool, list, tuple, dict, type(None))) for v in network_g.values()):
@@ -380,5 +385,6 @@ def save_deployed(path: str | Path, model: nn.Module, network_g: Mapping[str, An
         'deployed': True,
         'esc_basicsr_version': __version__,
     }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(path, (str, Path)):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, path)
