@@ -217,19 +217,20 @@ def available_memory() -> int | None:
 ACTIVATION_BYTES_PER_PIXEL = 1024
 
 
-def memory_estimate(width: int, height: int, scale: float, tile: int = 0, tile_pad: int = 32) -> int:
-    """Bytes needed to upscale one ``width x height`` image: the decoded file (up to 16-bit RGBA) and its
-    float32 copies, the float32 output and its stored form, and the network's activations (of one tile
-    with ``tile``)."""
+def memory_estimate(width: int, height: int, scale: float, tile: int = 0, tile_pad: int = 32,
+                    activations: bool = True) -> int:
+    """Bytes of host memory needed to upscale one ``width x height`` image: the decoded file (up to 16-bit
+    RGBA) and its float32 copies, the float32 output and its stored form, and (``activations``: the network
+    runs on the CPU) its activations, of one tile with ``tile``."""
     pixels = width * height
     out_pixels = int(pixels * scale * scale)
     arrays = pixels * (8 + 16 + 16 + 12) + out_pixels * (12 + 12 + 8)
     side = tile + 2 * tile_pad
     active = min(pixels, side * side) if tile > 0 else pixels
-    return arrays + active * ACTIVATION_BYTES_PER_PIXEL
+    return arrays + (active * ACTIVATION_BYTES_PER_PIXEL if activations else 0)
 
 
-def memory_problem(path: Path, scale: float, tile: int, tile_pad: int) -> str | None:
+def memory_problem(path: Path, scale: float, tile: int, tile_pad: int, on_cpu: bool = True) -> str | None:
     """Why ``path`` would not fit in the available memory (read from its header, nothing decoded), or None."""
     from .tools.image_io import image_size
 
@@ -237,7 +238,7 @@ def memory_problem(path: Path, scale: float, tile: int, tile_pad: int) -> str | 
     available = available_memory()
     if size is None or available is None:
         return None
-    need = memory_estimate(*size, scale, tile, tile_pad)
+    need = memory_estimate(*size, scale, tile, tile_pad, activations=on_cpu)
     if need <= available:
         return None
     hint = 'a smaller --tile, ' if tile > 0 else '--tile 512 (the network\'s share), '
@@ -334,7 +335,8 @@ def upscale_all(run: Run, args: argparse.Namespace,
         batch: list = []
         for src, out in run.plan:
             try:
-                problem = memory_problem(src, run.upscaler.scale, args.tile, args.tile_pad)
+                problem = memory_problem(src, run.upscaler.scale, args.tile, args.tile_pad,
+                                         on_cpu=run.upscaler.device.type == 'cpu')
                 if problem is not None:
                     raise ImageReadError(problem)
                 img = image_io.read_image(src, run.max_pixels)
