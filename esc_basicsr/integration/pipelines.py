@@ -13,11 +13,17 @@ from typing import Callable
 
 
 def _run(pipeline: Callable[[str], None], argv: list[str] | None) -> None:
+    """Run ``pipeline``; without ``argv`` (a command reading ``sys.argv``: ``esc-train``, ``python -m
+    esc_basicsr.train``) a user error is one line and exit code 2 (:mod:`.fixes._command`), with ``argv``
+    (from Python) an exception."""
     from . import register
+    from .fixes._command import set_command
 
     register()
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
+    else:
+        set_command()
     pipeline(os.path.abspath(os.getcwd()))
 
 
