@@ -13,9 +13,11 @@ from __future__ import annotations
 
 
 def register() -> list[str]:
-    """Import BasicSR and register everything of esc_basicsr; return the names added."""
-    import basicsr  # noqa: F401  (the hook registers once basicsr has executed)
+    """Import BasicSR (waiting for another thread that imports it) and register everything of esc_basicsr;
+    return the names added."""
+    from .startup import import_basicsr
 
+    import_basicsr()  # the hook registers once basicsr has executed
     from .registration import register_all
     return register_all()
 

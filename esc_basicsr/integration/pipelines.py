@@ -29,6 +29,9 @@ def _run(pipeline: Callable[[str], None], argv: list[str] | None) -> None:
 
 def train(argv: list[str] | None = None) -> None:
     """BasicSR ``train_pipeline`` with ``argv`` (default ``sys.argv[1:]``): ``-opt X.yml [--auto_resume] ...``."""
+    from .startup import import_basicsr
+
+    import_basicsr()
     from basicsr.train import train_pipeline
 
     _run(train_pipeline, argv)
@@ -36,6 +39,9 @@ def train(argv: list[str] | None = None) -> None:
 
 def test(argv: list[str] | None = None) -> None:
     """BasicSR ``test_pipeline`` with ``argv`` (default ``sys.argv[1:]``): ``-opt X.yml``."""
+    from .startup import import_basicsr
+
+    import_basicsr()
     from basicsr.test import test_pipeline
 
     _run(test_pipeline, argv)

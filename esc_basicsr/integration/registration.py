@@ -10,6 +10,9 @@ BasicSR forks that ship their own ``ESC`` (or model/dataset of the same name):
 * a name that is already registered (by the fork) is left alone: the fork keeps its class;
 * if a fork registers a name *after* us, its class replaces ours instead of hitting BasicSR's
   duplicate-name ``AssertionError`` (only names registered by esc_basicsr can be replaced).
+
+Safe from several threads (see :mod:`.startup`): what is imported is imported first, the registries are
+changed under :data:`.startup.REGISTRATION_LOCK`.
 """
 from __future__ import annotations
 
@@ -32,7 +35,12 @@ def _package_classes(package: str) -> dict[str, type]:
     registers its classes when its import completes (:func:`register_package`)."""
     import importlib
 
-    module = importlib.import_module(package)
+    try:
+        module = importlib.import_module(package)
+    except RuntimeError as exc:  # _DeadlockError: another thread imports the package (and waits for basicsr,
+        if type(exc).__name__ != '_DeadlockError':  # which this thread is registering): it registers itself
+            raise
+        return {}
     names = getattr(module, '__all__', None)
     if names is None:  # partially initialised
         return {}
@@ -52,6 +60,9 @@ def dataset_classes() -> dict[str, type]:
 def register_package(package: str) -> list[str]:
     """Register the classes of ``esc_basicsr.integration.models`` or ``.data`` (called at the end of
     their ``__init__``, so that importing them before BasicSR registers them too)."""
+    from .startup import import_basicsr
+
+    import_basicsr()
     from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
 
     registry = MODEL_REGISTRY if package.endswith('.models') else DATASET_REGISTRY
@@ -74,19 +85,22 @@ def _yielding_do_register(registry, ours: set[int]):
 
 def register_classes(registry, classes: dict[str, type]) -> list[str]:
     """Register ``classes`` whose names are still free in ``registry``; return the names added."""
+    from .startup import REGISTRATION_LOCK
+
     added = []
-    for name, cls in classes.items():
-        if name in registry:
-            if registry.get(name) is not cls:
-                logger.info(f'esc_basicsr: "{name}" is already registered by another package; keeping it.')
-            continue
-        registry.register(cls)
-        added.append(name)
-    ours = getattr(registry, '_esc_basicsr_classes', None)
-    if ours is None:
-        ours = registry._esc_basicsr_classes = set()
-        registry._do_register = _yielding_do_register(registry, ours)
-    ours.update(id(c) for c in classes.values())
+    with REGISTRATION_LOCK:
+        for name, cls in classes.items():
+            if name in registry:
+                if registry.get(name) is not cls:
+                    logger.info(f'esc_basicsr: "{name}" is already registered by another package; keeping it.')
+                continue
+            registry.register(cls)
+            added.append(name)
+        ours = getattr(registry, '_esc_basicsr_classes', None)
+        if ours is None:
+            ours = registry._esc_basicsr_classes = set()
+            registry._do_register = _yielding_do_register(registry, ours)
+        ours.update(id(c) for c in classes.values())
     return added
 
 
@@ -99,6 +113,9 @@ def register_archs() -> list[str]:
 
 def register_all() -> list[str]:
     """Register architectures, models and datasets, and install the BasicSR fixes (idempotent)."""
+    from .startup import import_basicsr
+
+    import_basicsr()  # waits for another thread's import of basicsr (no-op inside the hook)
     from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
 
     from .fixes import install as install_fixes

@@ -13,6 +13,14 @@ and again, idempotently, by ``import esc_basicsr``:
 Any failure becomes one ``RuntimeWarning``: start-up never breaks. ``ESC_BASICSR_AUTOLOAD=0``
 is read by the ``.pth`` file's module (``esc_basicsr_autoload``), which then installs only the
 torchvision alias; ``import esc_basicsr`` in a script opts in explicitly.
+
+Threads: BasicSR may be imported by another thread at any moment (a data loader, a web server). Nothing
+of esc_basicsr imports a ``basicsr`` submodule while another thread executes ``basicsr/__init__`` (which
+would hand that thread a half-initialised ``basicsr.models``): :func:`import_basicsr` first waits for that
+import to finish. It never deadlocks: where the importing thread itself waits for a module this thread is
+importing (it is then registering esc_basicsr, ``basicsr`` has executed), Python's import machinery
+reports the cycle and this thread goes on. Registering into the registries and installing the fixes is
+serialised by :data:`REGISTRATION_LOCK`, which is never held while importing.
 """
 from __future__ import annotations
 
@@ -22,6 +30,41 @@ import threading
 import warnings
 
 _local = threading.local()  # re-entrancy guard of the finder's own spec lookup
+# held while esc_basicsr changes BasicSR's registries or functions (in-memory steps only, never an import)
+REGISTRATION_LOCK = threading.RLock()
+
+
+def _importing_thread(name: str) -> int | None:
+    """Thread id executing the import of module ``name`` (CPython's per-module import lock), if known."""
+    bootstrap = sys.modules.get('importlib._bootstrap')
+    ref = getattr(bootstrap, '_module_locks', {}).get(name)
+    lock = ref() if callable(ref) else None
+    return getattr(lock, 'owner', None)
+
+
+def basicsr_state() -> str:
+    """``'absent'``, ``'ready'``, ``'importing here'`` (this thread, or unknown) or ``'importing elsewhere'``."""
+    module = sys.modules.get('basicsr')
+    if module is None:
+        return 'absent'
+    if not getattr(getattr(module, '__spec__', None), '_initializing', False):
+        return 'ready'
+    owner = _importing_thread('basicsr')
+    return 'importing elsewhere' if owner is not None and owner != threading.get_ident() else 'importing here'
+
+
+def import_basicsr():
+    """``import basicsr``, waiting for another thread's import of it to finish, without deadlocking (see
+    the module docstring); returns the module (half-initialised only when this thread is importing it)."""
+    state = basicsr_state()
+    if state in ('ready', 'importing here'):
+        return sys.modules['basicsr']
+    try:
+        return importlib.import_module('basicsr')
+    except RuntimeError as exc:  # _DeadlockError: the importing thread waits for us, after executing basicsr
+        if type(exc).__name__ != '_DeadlockError' or 'basicsr' not in sys.modules:
+            raise
+        return sys.modules['basicsr']
 
 
 def _warn(message: str) -> None:
@@ -78,14 +121,17 @@ def register_safely() -> None:
 
 
 def install() -> None:
-    """Install the torchvision alias and the registration hook (idempotent, cheap)."""
+    """Install the torchvision alias and the registration hook (idempotent, cheap); register at once if
+    BasicSR is already imported (waiting for another thread that is importing it)."""
     try:
         from .fixes import torchvision_functional_tensor
         torchvision_functional_tensor.install()
-        if 'basicsr' in sys.modules:
-            register_safely()
-        elif not any(isinstance(f, BasicsrImportHook) for f in sys.meta_path):
+        if not any(isinstance(f, BasicsrImportHook) for f in sys.meta_path):
             sys.meta_path.insert(0, BasicsrImportHook())
+        if basicsr_state() == 'importing elsewhere':
+            import_basicsr()
+        if basicsr_state() != 'absent':
+            register_safely()
     except Exception as exc:  # pragma: no cover - defensive
         _warn(f'start-up hook failed ({type(exc).__name__}: {exc})')
 

@@ -107,12 +107,12 @@ def network_scale(network_g: Mapping[str, Any], options: Mapping[str, Any] | Non
 
 def architecture(type_name: str) -> type:
     """Class registered as ``type_name`` in BasicSR's ``ARCH_REGISTRY`` (BasicSR's and ours)."""
+    from ..integration import register
+
+    register()  # first: imports BasicSR (or waits for another thread importing it)
     import basicsr.archs  # noqa: F401  (imports BasicSR's arch modules, filling the registry)
     from basicsr.utils.registry import ARCH_REGISTRY
 
-    from ..integration import register
-
-    register()
     if type_name not in ARCH_REGISTRY:
         raise KeyError(f'unknown architecture {type_name!r}; registered: {sorted(ARCH_REGISTRY._obj_map)}')
     return ARCH_REGISTRY.get(type_name)

@@ -24,10 +24,14 @@ FIX_MODULES = ('resume', 'option_checks', 'experiment_folders', 'save_network', 
 
 
 def install() -> None:
-    """Install every fix (idempotent; silent); a fix whose BasicSR target is missing is skipped."""
-    for name in FIX_MODULES:
-        module = importlib.import_module(f'{__name__}.{name}')
-        try:
-            module.install()
-        except (ImportError, AttributeError):  # pragma: no cover - a BasicSR of another structure
-            continue
+    """Install every fix (idempotent; silent); a fix whose BasicSR target is missing is skipped. The modules
+    are imported first, the functions replaced under the registration lock (one thread at a time)."""
+    from ..startup import REGISTRATION_LOCK
+
+    modules = [importlib.import_module(f'{__name__}.{name}') for name in FIX_MODULES]
+    with REGISTRATION_LOCK:
+        for module in modules:
+            try:
+                module.install()
+            except (ImportError, AttributeError):  # pragma: no cover - a BasicSR of another structure
+                continue
