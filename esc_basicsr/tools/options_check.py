@@ -107,6 +107,8 @@ def check_network_g(network_g: Any, source: str = 'network_g') -> None:
         raise ValueError(f'{source}: needs a "type" naming an architecture, got {network_g!r}')
     registry = _registry()
     name = network_g['type']
+    if name not in registry and f'{name}_basicsr' in registry:  # registered with BasicSR's suffix
+        name = f'{name}_basicsr'
     if name not in registry:
         close = difflib.get_close_matches(name, list(registry), n=3)
         hint = f'; did you mean {" or ".join(map(repr, close))}?' if close else f'; known: {sorted(registry)}'

@@ -171,7 +171,8 @@ def check_parsable(opt: Any, source: str, is_train: bool = True) -> None:
 
 
 def _registered(registry, name: Any, what: str, source: str) -> None:
-    if not isinstance(name, str) or name not in registry:
+    """Refuse a name ``registry.get`` would not find (it also tries BasicSR's ``<name>_basicsr`` suffix)."""
+    if not isinstance(name, str) or (name not in registry and f'{name}_basicsr' not in registry):
         close = difflib.get_close_matches(str(name), list(registry._obj_map), n=2)
         hint = f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
         raise OptionFileError(f'{source}: {what} {name!r} is not registered in BasicSR{hint}')
