@@ -98,9 +98,12 @@ def _walk(folder: Path, excluded: set[tuple[int, int]], budget: _Budget, follow_
         budget.spend(len(dirs) + len(names))
         depth = len(Path(root).relative_to(folder).parts)
         keep = []
-        for d in sorted(dirs):
+        # real folders first: a folder reached both ways is listed under its own name where possible
+        for d in sorted(dirs, key=lambda d: (os.path.islink(os.path.join(root, d)), d)):
+            link = os.path.islink(os.path.join(root, d))
             fid = _file_id(os.path.join(root, d))
-            if fid is None or fid in excluded or fid in visited or (max_depth is not None and depth >= max_depth):
+            if (link and not follow_links) or fid is None or fid in excluded or fid in visited \
+                    or (max_depth is not None and depth >= max_depth):
                 continue
             visited.add(fid)
             keep.append(d)
