@@ -18,8 +18,8 @@ share an output name, and files appear only when complete. Unreadable inputs, an
 (refused: extract their frames first), images that would not fit in the memory (estimated from the
 header before decoding) and images the network turns into NaN/inf are reported and skipped, and the
 others still written; the exit code is 1 if any failed. FIFOs and other non-regular files among the
-inputs are skipped with a message. Ctrl-C stops after the current batch is abandoned: what was written
-is listed, exit code 130. See docs/inference.md.
+inputs are skipped with a message. Ctrl-C abandons the current batch and lists what was written (each
+file complete), exit code 130. See docs/inference.md.
 """
 from __future__ import annotations
 
@@ -241,7 +241,7 @@ def memory_problem(path: Path, scale: float, tile: int, tile_pad: int, on_cpu: b
     need = memory_estimate(*size, scale, tile, tile_pad, activations=on_cpu)
     if need <= available:
         return None
-    hint = 'a smaller --tile, ' if tile > 0 else '--tile 512 (the network\'s share), '
+    hint = 'a smaller --tile, ' if tile > 0 else '--tile 512 (bounds the network\'s memory), '
     return (f'{size[0]}x{size[1]} at x{scale:g} needs about {need / 2 ** 30:.1f} GB of memory and '
             f'{available / 2 ** 30:.1f} GB are available; not decoded. Use {hint}a smaller image or more memory')
 
