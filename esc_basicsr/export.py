@@ -19,6 +19,7 @@ See docs/export.md.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from typing import Any, Sequence
@@ -60,9 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--verify-sizes', type=parse_size, nargs='+', default=None, metavar='HxW',
                    help='input sizes checked with onnxruntime (default: two, not multiples of the window)')
     p.add_argument('--no-verify', dest='verify', action='store_false', help='skip the onnxruntime check')
-    p.add_argument('--atol', type=float, default=2e-3,
+    p.add_argument('--atol', type=_atol, default=2e-3,
                    help='largest accepted |ONNX - PyTorch| on [0, 1] images (default 2e-3, about half an 8-bit level)')
     return p
+
+
+def _atol(text: str) -> float:
+    """``--atol``: a finite number >= 0 (NaN would accept any difference, a negative one none)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not a number: {text!r}') from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f'must be a finite number >= 0, got {text!r}')
+    return value
 
 
 class UsageError(ValueError):
@@ -96,13 +108,20 @@ def load_for_export(args: argparse.Namespace) -> Any:
 
 
 def write_deployed(args: argparse.Namespace, model: Any, network: Any) -> None:
-    """The deployed checkpoint, written atomically (folders created). Raises :class:`UsageError`."""
-    from .tools.loading import save_deployed
-    from .utils.atomic import atomic_path
+    """The deployed checkpoint, written atomically (folders created). Raises :class:`UsageError`.
 
+    It is serialised in memory first: ``torch.save`` into a full or read-only folder fails with an
+    ``[enforce fail at inline_container.cc]`` RuntimeError, an ``OSError`` from the write names the reason.
+    """
+    import io
+
+    from .tools.loading import save_deployed
+    from .utils.atomic import write_bytes
+
+    buffer = io.BytesIO()
+    save_deployed(buffer, model, network.network_g, network.scale)
     try:  # a temporary file next to the target, renamed when complete
-        with atomic_path(args.output) as tmp:
-            save_deployed(tmp, model, network.network_g, network.scale)
+        write_bytes(args.output, buffer.getvalue())
     except OSError as exc:
         raise UsageError(f'cannot write {args.output}: {exc.strerror or exc}') from exc
     print(f'deployed checkpoint: {args.output} ({network.network_g["type"]} x{network.scale})')
@@ -138,9 +157,12 @@ def write_and_verify_onnx(args: argparse.Namespace, model: Any) -> int:
     for r in results:
         size, out = 'x'.join(map(str, r['size'])), 'x'.join(map(str, r['output']))
         print(f'onnxruntime vs PyTorch: input {size} -> {out}: max abs diff {r["max_abs_diff"]:.2e}')
-    worst = max((r['max_abs_diff'] for r in results), default=0.0)
-    if worst > args.atol:
-        print(f'error: ONNX output differs from PyTorch by {worst:.2e} > --atol {args.atol:g}', file=sys.stderr)
+    diffs = [r['max_abs_diff'] for r in results]
+    worst = next((d for d in diffs if not math.isfinite(d)), max(diffs, default=0.0))
+    if not math.isfinite(worst) or worst > args.atol:  # NaN compares False with everything: a failure, not a pass
+        why = f'{worst:.2e} > --atol {args.atol:g}' if math.isfinite(worst) else \
+            f'{worst} (an output holds NaN/inf: nothing was verified)'
+        print(f'error: ONNX output differs from PyTorch by {why}', file=sys.stderr)
         return 1
     return 0
 

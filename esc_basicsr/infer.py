@@ -13,15 +13,19 @@ The network is read off the weights (every esc_basicsr architecture, any size), 
 description stored in a checkpoint written by ``python -m esc_basicsr.export``; a ``--scale`` (or
 option file) that disagrees with the weights' scale is an error (exit code 2). Outputs keep the
 input's layout (RGB, grey, RGBA, grey+alpha; 8/16-bit, as far as the output format can hold it)
-and relative name. Inputs are never overwritten, no two inputs share an output name, and files
-appear only when complete. Unreadable inputs are reported and skipped; the exit code is 1 if any
-failed. See docs/inference.md.
+and relative name. Inputs (and the ``--compare`` ground truths) are never overwritten, no two inputs
+share an output name, and files appear only when complete. Unreadable inputs, animated images
+(refused: extract their frames first), images that would not fit in the memory (estimated from the
+header before decoding) and images the network turns into NaN/inf are reported and skipped, and the
+others still written; the exit code is 1 if any failed. FIFOs and other non-regular files among the
+inputs are skipped with a message. Ctrl-C abandons the current batch and lists what was written (each
+file complete), exit code 130. See docs/inference.md.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -88,6 +92,7 @@ class Upscaler:
     """
 
     def __init__(self, network, device, dtype, tile: int = 0, tile_pad: int = 32) -> None:
+        from .archs.table import ARCHITECTURES
         from .tools.tiling import tile_alignment
 
         self.model = network.model.to(device=device, dtype=dtype)
@@ -96,6 +101,18 @@ class Upscaler:
         self.device, self.dtype = device, dtype
         self.tile, self.tile_pad = tile, tile_pad
         self.align = tile_alignment(self.model, network.network_g)
+        # esc_basicsr's networks pad to their window themselves; others (BasicSR's SwinIR) are padded here
+        self.pad_multiple = 1 if network.network_g.get('type') in ARCHITECTURES else self.align
+
+    def forward(self, x):
+        """The network on ``x`` ``(B, 3, h, w)``, reflect-padded to a multiple of its window if it does
+        not pad itself (as BasicSR's SwinIR test does), output cropped back to ``scale * (h, w)``."""
+        from .layers.padding import pad_to_multiple
+
+        h, w = x.shape[-2:]
+        if self.pad_multiple <= 1 or (h % self.pad_multiple == 0 and w % self.pad_multiple == 0):
+            return self.model(x)
+        return self.model(pad_to_multiple(x, self.pad_multiple))[..., :h * self.scale, :w * self.scale]
 
     def __call__(self, x):
         import torch
@@ -112,11 +129,12 @@ class Upscaler:
                 size = scaled_size(x.shape[-2], x.shape[-1], self.scale)
                 y = self.model.upscale(x, size, tile=self.tile, tile_pad=self.tile_pad).to('cpu')
             else:
-                y = tiled_forward(self.model, x, self.scale, self.tile, self.tile_pad, self.align, out_device='cpu')
+                y = tiled_forward(self.forward, x, self.scale, self.tile, self.tile_pad, self.align, out_device='cpu')
             y = y.float()
             if self.value_range != 1:
                 y = y / self.value_range
-            return y.clamp_(0, 1)
+            # NaN stays NaN through clamp; inf would become 0 or 1: make it NaN, so the caller can refuse it
+            return y.nan_to_num_(nan=float('nan'), posinf=float('nan'), neginf=float('nan')).clamp_(0, 1)
 
 
 def process_batch(upscaler: Upscaler, items: list, alpha_mode: str) -> list[Exception | None]:
@@ -131,6 +149,11 @@ def process_batch(upscaler: Upscaler, items: list, alpha_mode: str) -> list[Exce
     out = upscaler(rgb).permute(0, 2, 3, 1).numpy()
     errors: list[Exception | None] = []
     for (img, path, plan), sr in zip(items, out):
+        bad = int(np.isnan(sr).any(axis=2).sum())
+        if bad:  # never written as a black or white image
+            errors.append(ValueError(f'the network produced NaN/inf values at {bad} of {sr.shape[0] * sr.shape[1]} '
+                                     'output pixels (an overflow: try --precision fp32, or check the weights)'))
+            continue
         alpha = None
         if img.alpha is not None and plan.layout in ('rgba', 'graya'):
             if alpha_mode == 'model':
@@ -155,13 +178,80 @@ class Run:
     upscaler: Upscaler
     network: Any
     max_pixels: int
+    skipped: list = field(default_factory=list)  # (path, why): non-regular files and second names of one file
+
+
+@dataclass
+class Progress:
+    """What :func:`upscale_all` has done so far (kept up to date, so an interruption can be summed up)."""
+
+    written: int = 0
+    failed: list = field(default_factory=list)  # (input, why it failed)
+    notes: dict = field(default_factory=dict)  # note -> count
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still allocate: ``MemAvailable`` of ``/proc/meminfo``, lowered
+    to the cgroup limit (containers) if there is one; None where neither is known."""
+    found = []
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open('/sys/fs/cgroup/memory.max') as f:
+            limit = f.read().strip()
+        with open('/sys/fs/cgroup/memory.current') as f:
+            current = int(f.read().strip())
+        if limit.isdigit():
+            found.append(max(int(limit) - current, 0))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+# bytes per input pixel besides the arrays (network activations of an untiled pass: ~64 float32 channels,
+# a few alive at once); a tile bounds them
+ACTIVATION_BYTES_PER_PIXEL = 1024
+
+
+def memory_estimate(width: int, height: int, scale: float, tile: int = 0, tile_pad: int = 32,
+                    activations: bool = True) -> int:
+    """Bytes of host memory needed to upscale one ``width x height`` image: the decoded file (up to 16-bit
+    RGBA) and its float32 copies, the float32 output and its stored form, and (``activations``: the network
+    runs on the CPU) its activations, of one tile with ``tile``."""
+    pixels = width * height
+    out_pixels = int(pixels * scale * scale)
+    arrays = pixels * (8 + 16 + 16 + 12) + out_pixels * (12 + 12 + 8)
+    side = tile + 2 * tile_pad
+    active = min(pixels, side * side) if tile > 0 else pixels
+    return arrays + (active * ACTIVATION_BYTES_PER_PIXEL if activations else 0)
+
+
+def memory_problem(path: Path, scale: float, tile: int, tile_pad: int, on_cpu: bool = True) -> str | None:
+    """Why ``path`` would not fit in the available memory (read from its header, nothing decoded), or None."""
+    from .utils.image_io import image_size
+
+    size = image_size(path)
+    available = available_memory()
+    if size is None or available is None:
+        return None
+    need = memory_estimate(*size, scale, tile, tile_pad, activations=on_cpu)
+    if need <= available:
+        return None
+    hint = 'a smaller --tile, ' if tile > 0 else '--tile 512 (bounds the network\'s memory), '
+    return (f'{size[0]}x{size[1]} at x{scale:g} needs about {need / 2 ** 30:.1f} GB of memory and '
+            f'{available / 2 ** 30:.1f} GB are available; not decoded. Use {hint}a smaller image or more memory')
 
 
 def prepare_run(args: argparse.Namespace) -> Run:
     """Check everything that can be checked before the first image (paths, names, output format,
     network, weights, writability) and load the network. Raises on any usage error."""
     from .archs import PRESETS, arch_spec
-    from .tools.infer_compare import check_gt_dir
+    from .tools.infer_compare import check_gt_dir, check_gt_untouched
     from .tools.loading import load_network
     from .tools.options_check import check_network_g, check_weights_file
     from .tools.runtime import resolve_device, resolve_dtype
@@ -177,10 +267,15 @@ def prepare_run(args: argparse.Namespace) -> Run:
         output_format(args.ext)
     if args.compare is not None:
         check_gt_dir(args.compare)
-    inputs = list_inputs(args.input, exclude=[args.output] + ([args.compare] if args.compare else []))
+    skipped: list = []
+    inputs = list_inputs(args.input, exclude=[args.output] + ([args.compare] if args.compare else []),
+                         skipped=skipped)
     if not inputs:
-        raise ValueError(f'no images found in {args.input!r}')
+        raise ValueError(f'no images found in {args.input!r}' + (f' ({len(skipped)} skipped: {skipped[0][0]}: '
+                                                                 f'{skipped[0][1]})' if skipped else ''))
     plan = plan_outputs(inputs, args.output, args.suffix, args.ext, input_spec=args.input)
+    if args.compare is not None:
+        check_gt_untouched(plan, args.compare, args.output)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.precision, device)
     if args.opt is not None:
@@ -199,56 +294,73 @@ def prepare_run(args: argparse.Namespace) -> Run:
     except OSError as exc:
         raise ValueError(f'-o {args.output}: cannot write there ({exc.strerror or exc})') from None
     upscaler = Upscaler(network, device, dtype, args.tile, args.tile_pad)
-    return Run(plan, upscaler, network, args.max_pixels or DEFAULT_MAX_PIXELS)
+    return Run(plan, upscaler, network, args.max_pixels or DEFAULT_MAX_PIXELS, skipped)
 
 
-def upscale_all(run: Run, args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]], dict[str, int]]:
+def upscale_all(run: Run, args: argparse.Namespace,
+                progress: Progress | None = None) -> tuple[int, list[tuple[Path, str]], dict[str, int]]:
     """Read, upscale (same-size images in batches) and write every planned image; one failure never
-    stops the others. Returns (images written, [(input, why it failed)], {note: count})."""
+    stops the others. Returns (images written, [(input, why it failed)], {note: count}), also kept in
+    ``progress`` as the run goes (for a summary after Ctrl-C)."""
     from tqdm import tqdm
 
-    from .utils.image_io import ImageReadError, ImageWriteError, plan_output, read_image
+    from .utils import image_io
+    from .utils.image_io import ImageReadError, ImageWriteError, plan_output
 
-    notes: dict[str, int] = {}
-    failed: list[tuple[Path, str]] = []
-    written = 0
+    progress = Progress() if progress is None else progress
+    notes, failed = progress.notes, progress.failed
     bar = tqdm(total=len(run.plan), unit='img', disable=args.quiet, file=sys.stderr)
 
+    def fail(src: Path, why: str, verb: str = 'failed') -> None:
+        failed.append((src, why))
+        tqdm.write(f'{verb}: {src}: {why}', file=sys.stderr)
+
     def flush(batch: list) -> None:
-        nonlocal written
         if not batch:
             return
         try:
             errors = process_batch(run.upscaler, [(img, out, how) for _, img, out, how in batch], args.alpha)
-        except Exception as exc:  # e.g. out of memory: report these images, go on with the others
+        except MemoryError:
+            errors = [MemoryError('not enough memory to upscale it; use --tile (e.g. 512) or a smaller image')] * \
+                len(batch)
+        except Exception as exc:  # noqa: BLE001 - e.g. out of GPU memory: report these images, go on with the others
             errors = [exc] * len(batch)
         for (src, *_), exc in zip(batch, errors):
             if exc is None:
-                written += 1
+                progress.written += 1
             else:
-                failed.append((src, f'{type(exc).__name__}: {exc}'))
-                tqdm.write(f'failed: {src}: {type(exc).__name__}: {exc}', file=sys.stderr)
+                fail(src, f'{type(exc).__name__}: {exc}')
         bar.update(len(batch))
         batch.clear()
 
-    batch: list = []
-    for src, out in run.plan:
-        try:
-            img = read_image(src, run.max_pixels)
-            how = plan_output(img.layout, img.dtype, out.suffix, drop_alpha=args.alpha == 'drop')
-        except (ImageReadError, ImageWriteError, ValueError) as exc:
-            failed.append((src, str(exc)))
-            tqdm.write(f'skipped: {src}: {exc}', file=sys.stderr)
-            bar.update(1)
-            continue
-        if how.note:
-            notes[how.note] = notes.get(how.note, 0) + 1
-        if batch and (len(batch) == args.batch_size or batch[0][1].rgb.shape != img.rgb.shape):
-            flush(batch)
-        batch.append((src, img, out, how))
-    flush(batch)
-    bar.close()
-    return written, failed, notes
+    try:
+        batch: list = []
+        for src, out in run.plan:
+            try:
+                problem = memory_problem(src, run.upscaler.scale, args.tile, args.tile_pad,
+                                         on_cpu=run.upscaler.device.type == 'cpu')
+                if problem is not None:
+                    raise ImageReadError(problem)
+                img = image_io.read_image(src, run.max_pixels)
+                how = plan_output(img.layout, img.dtype, out.suffix, drop_alpha=args.alpha == 'drop')
+            except (ImageReadError, ImageWriteError, ValueError) as exc:
+                fail(src, str(exc), 'skipped')
+                bar.update(1)
+                continue
+            except MemoryError:
+                fail(src, 'not enough memory to read and convert it (MemoryError); use a smaller image or more '
+                     'memory', 'skipped')
+                bar.update(1)
+                continue
+            if how.note:
+                notes[how.note] = notes.get(how.note, 0) + 1
+            if batch and (len(batch) == args.batch_size or batch[0][1].rgb.shape != img.rgb.shape):
+                flush(batch)
+            batch.append((src, img, out, how))
+        flush(batch)
+    finally:
+        bar.close()
+    return progress.written, failed, notes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -259,12 +371,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run = prepare_run(args)
+    except KeyboardInterrupt:
+        print('interrupted before the first image: nothing written', file=sys.stderr)
+        return 130
     except Exception as exc:  # noqa: BLE001 - any failure before the first image is a usage error
         known = isinstance(exc, (OSError, ValueError, KeyError, RuntimeError))
         message = load_error_message(args.weights, exc) or (str(exc) if known else f'{type(exc).__name__}: {exc}')
         print(f'error: {message}', file=sys.stderr)
         return 2
-    written, failed, notes = upscale_all(run, args)
+    for src, why in run.skipped:
+        print(f'skipped: {src}: {why}', file=sys.stderr)
+    progress = Progress()
+    try:
+        written, failed, notes = upscale_all(run, args, progress)
+    except KeyboardInterrupt:  # Ctrl-C: what was written is complete (atomic writes); say what it is
+        left = len(run.plan) - progress.written - len(progress.failed)
+        print(f'\ninterrupted: {progress.written} image(s) written to {args.output}, {left} not processed'
+              + (f', {len(progress.failed)} failed:' if progress.failed else ''), file=sys.stderr)
+        for src, why in progress.failed:
+            print(f'  {src}: {why}', file=sys.stderr)
+        return 130
     for note, n in notes.items():
         print(f'note: {n} image(s): {note}', file=sys.stderr)
     print(f'{written} image(s) written to {args.output}' + (f', {len(failed)} failed:' if failed else ''),
@@ -273,8 +399,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f'  {src}: {why}', file=sys.stderr)
     if args.compare is not None:
         bad = {src for src, _ in failed}
-        compare_outputs([(s, o) for s, o in run.plan if s not in bad], args.compare, run.upscaler.scale, args.output,
-                        model_label=type(run.network.model).__name__)
+        try:
+            compare_outputs([(s, o) for s, o in run.plan if s not in bad], args.compare, run.upscaler.scale,
+                            args.output, model_label=type(run.network.model).__name__)
+        except KeyboardInterrupt:
+            print('interrupted during --compare (the images are written)', file=sys.stderr)
+            return 130
     return 1 if failed else 0
 
 

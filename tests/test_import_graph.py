@@ -52,6 +52,8 @@ DYNAMIC: dict[str, tuple[str, ...]] = {
     'esc_basicsr': ('esc_basicsr.archs', 'esc_basicsr.layers'),
     # ESC_BASICSR_AUTOLOAD=0: the torchvision alias, loaded by file path without executing the package
     'esc_basicsr_autoload': ('esc_basicsr.integration.fixes.torchvision_functional_tensor',),
+    # register_all imports its models/data packages tolerating a deadlock with another importing thread
+    'esc_basicsr.integration': ('esc_basicsr.integration.models', 'esc_basicsr.integration.data'),
     # torchvision's renamed module, none of ours
     'esc_basicsr.integration.fixes.torchvision_functional_tensor': (),
 }
@@ -122,7 +124,8 @@ def read_imports(modules: dict[str, Path], declared: dict[str, tuple[str, ...]] 
                         found[base] = found.get(base, ()) + (alias.name,)
             elif _dynamic_call(node):
                 arg = node.args[0] if node.args else None
-                if _dynamic_call(node) == 'import_module' and isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                literal = isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                if _dynamic_call(node) == 'import_module' and literal:
                     found = {importlib.util.resolve_name(arg.value, package) if arg.value.startswith('.')
                              else arg.value: ()}
                 else:
@@ -305,7 +308,8 @@ def test_the_checks_catch_an_upward_import_and_a_cycle(tmp_path):
     for folder in ('', 'utils', 'tools'):
         (tmp_path / PACKAGE / folder / '__init__.py').write_text('')
     (tmp_path / PACKAGE / 'tools' / 'loading.py').write_text('X = 1\n')
-    (tmp_path / PACKAGE / 'utils' / 'a.py').write_text('from . import b\n\n\ndef f():\n    from ..tools.loading import X, Y\n')
+    (tmp_path / PACKAGE / 'utils' / 'a.py').write_text(
+        'from . import b\n\n\ndef f():\n    from ..tools.loading import X, Y\n')
     (tmp_path / PACKAGE / 'utils' / 'b.py').write_text(
         'import importlib\n\n\ndef g():\n    return importlib.import_module("esc_basicsr.utils.a")\n')
     modules = find_modules(tmp_path)

@@ -78,6 +78,16 @@ def _process(job: ImageJob) -> Outcome:
         return Outcome(str(job.source), 'failed', reason=f'{type(exc).__name__}: {exc}')
 
 
+def check_not_foreign(outputs: list[Path], record_dir: Path) -> None:
+    """Refuse output folders holding images that esc_basicsr prepare did not make (no ``.sources`` record):
+    another benchmark's ``GTmod12``/``LRbicx*`` would be overwritten image by image."""
+    made = [d for d in outputs if d.is_dir() and any(d.iterdir())]
+    if made and not record_dir.is_dir():
+        raise ValueError(f'--out {record_dir.parent}: {made[0]} exists and was not made by esc_basicsr prepare '
+                         f'(there is no {record_dir.name} record): it would be overwritten; choose another --out or '
+                         'move it away')
+
+
 def prepare_benchmark(hr_dirs: list[str | Path], out: str | Path, scales: list[float], workers: int = 1,
                       mod: int = 12, max_pixels: int = DEFAULT_MAX_PIXELS) -> Report:
     """HR folder(s) -> ``GTmod{mod}`` and ``LRbicx{s}`` folders under ``out``."""
@@ -92,6 +102,7 @@ def prepare_benchmark(hr_dirs: list[str | Path], out: str | Path, scales: list[f
     lq_dirs = tuple((s, out / f'LRbicx{scale_name(s)}') for s in scales)
     record_dir = out / '.sources'
     check_not_inputs([gt_dir] + [d for _, d in lq_dirs], hr_dirs)
+    check_not_foreign([gt_dir] + [d for _, d in lq_dirs], record_dir)
     check_writable(out)
     for d in [gt_dir, record_dir] + [d for _, d in lq_dirs]:
         d.mkdir(parents=True, exist_ok=True)

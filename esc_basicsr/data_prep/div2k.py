@@ -129,8 +129,13 @@ def check_parameters(scales: list[int], crop_size: int, step: int, mod: int) -> 
 
 
 def _check_params_file(path: Path, params: dict, outputs: list[Path]) -> None:
-    """Record ``params``; refuse other ones than those recorded while outputs made with them exist."""
-    made = any(d.is_dir() and any(d.iterdir()) for d in outputs)
+    """Record ``params``; refuse other ones than those recorded while outputs made with them exist, and
+    outputs that exist without the record (another dataset's sub-images or LMDB, made by other tools or
+    another ``--name``: they would be overwritten and deleted)."""
+    made = [d for d in outputs if d.is_dir() and any(d.iterdir())]
+    if made and not path.is_file():
+        raise ValueError(f'--out {path.parent}: {made[0]} exists and was not made by esc_basicsr prepare (there is no '
+                         f'{path.name}): it would be overwritten; choose another --out or --name, or move it away')
     if path.is_file() and made:
         try:
             previous = json.loads(path.read_text())

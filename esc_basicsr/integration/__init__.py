@@ -14,24 +14,44 @@ from __future__ import annotations
 
 
 def register_all() -> list[str]:
-    """Register architectures, models and datasets, and install the BasicSR fixes (idempotent);
-    BasicSR must be imported. Returns the names added."""
+    """Register architectures, models and datasets, and install the BasicSR fixes (idempotent).
+    Returns the names added.
+
+    Waits first for another thread's import of BasicSR (no-op inside the start-up hook, see
+    :func:`.startup.import_basicsr`); a package of ours that another thread is importing at the same
+    moment registers its own classes when its import completes (:func:`.registration.register_package`).
+    """
+    from .basicsr_import import import_basicsr
+
+    import_basicsr()
     from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
 
-    from . import data, fixes, models
+    from . import fixes
     from .registration import package_classes, register_archs, register_classes
 
     added = register_archs()
-    added += register_classes(MODEL_REGISTRY, package_classes(models))
-    added += register_classes(DATASET_REGISTRY, package_classes(data))
+    added += register_classes(MODEL_REGISTRY, package_classes(_imported('models')))
+    added += register_classes(DATASET_REGISTRY, package_classes(_imported('data')))
     fixes.install()
     return added
 
 
-def register() -> list[str]:
-    """Import BasicSR and register everything of esc_basicsr; return the names added."""
-    import basicsr  # noqa: F401  (the hook registers once basicsr has executed)
+def _imported(name: str):
+    """Our package ``name`` (``models`` or ``data``), or ``None`` where importing it now would deadlock:
+    another thread is importing it and waits for BasicSR, which this thread is registering into."""
+    import importlib
 
+    try:
+        return importlib.import_module(f'{__name__}.{name}')
+    except RuntimeError as exc:  # importlib's _DeadlockError
+        if type(exc).__name__ != '_DeadlockError':
+            raise
+        return None
+
+
+def register() -> list[str]:
+    """Import BasicSR (waiting for another thread that imports it) and register everything of esc_basicsr;
+    return the names added."""
     return register_all()
 
 

@@ -13,16 +13,25 @@ from typing import Callable
 
 
 def _run(pipeline: Callable[[str], None], argv: list[str] | None) -> None:
+    """Run ``pipeline``; without ``argv`` (a command reading ``sys.argv``: ``esc-train``, ``python -m
+    esc_basicsr.train``) a user error is one line and exit code 2 (:mod:`.fixes._command`), with ``argv``
+    (from Python) an exception."""
     from . import register
+    from .fixes._command import set_command
 
     register()
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
+    else:
+        set_command()
     pipeline(os.path.abspath(os.getcwd()))
 
 
 def train(argv: list[str] | None = None) -> None:
     """BasicSR ``train_pipeline`` with ``argv`` (default ``sys.argv[1:]``): ``-opt X.yml [--auto_resume] ...``."""
+    from .basicsr_import import import_basicsr
+
+    import_basicsr()
     from basicsr.train import train_pipeline
 
     _run(train_pipeline, argv)
@@ -30,6 +39,9 @@ def train(argv: list[str] | None = None) -> None:
 
 def test(argv: list[str] | None = None) -> None:
     """BasicSR ``test_pipeline`` with ``argv`` (default ``sys.argv[1:]``): ``-opt X.yml``."""
+    from .basicsr_import import import_basicsr
+
+    import_basicsr()
     from basicsr.test import test_pipeline
 
     _run(test_pipeline, argv)

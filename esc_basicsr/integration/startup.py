@@ -13,6 +13,9 @@ and again, idempotently, by ``import esc_basicsr``:
 Any failure becomes one ``RuntimeWarning``: start-up never breaks. ``ESC_BASICSR_AUTOLOAD=0``
 is read by the ``.pth`` file's module (``esc_basicsr_autoload``), which then installs only the
 torchvision alias; ``import esc_basicsr`` in a script opts in explicitly.
+
+Threads: see :mod:`.basicsr_import` (waiting for another thread's import of BasicSR, the
+registration lock).
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ import importlib.util
 import sys
 import threading
 import warnings
+
+from .basicsr_import import basicsr_state, import_basicsr
 
 _local = threading.local()  # re-entrancy guard of the finder's own spec lookup
 
@@ -78,14 +83,17 @@ def register_safely() -> None:
 
 
 def install() -> None:
-    """Install the torchvision alias and the registration hook (idempotent, cheap)."""
+    """Install the torchvision alias and the registration hook (idempotent, cheap); register at once if
+    BasicSR is already imported (waiting for another thread that is importing it)."""
     try:
         from .fixes import torchvision_functional_tensor
         torchvision_functional_tensor.install()
-        if 'basicsr' in sys.modules:
-            register_safely()
-        elif not any(isinstance(f, BasicsrImportHook) for f in sys.meta_path):
+        if not any(isinstance(f, BasicsrImportHook) for f in sys.meta_path):
             sys.meta_path.insert(0, BasicsrImportHook())
+        if basicsr_state() == 'importing elsewhere':
+            import_basicsr()
+        if basicsr_state() != 'absent':
+            register_safely()
     except Exception as exc:  # pragma: no cover - defensive
         _warn(f'start-up hook failed ({type(exc).__name__}: {exc})')
 

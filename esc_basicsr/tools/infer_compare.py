@@ -26,6 +26,21 @@ def check_gt_dir(gt_dir: str | Path) -> None:
         raise ValueError(f'--compare {gt_dir}: no such folder (expected ground-truth images named like the inputs)')
 
 
+def check_gt_untouched(plan: Sequence[tuple[Path, Path]], gt_dir: str | Path, output_dir: str | Path) -> None:
+    """Raise ValueError (before any work) if ``-o`` is the ground-truth folder or an output would replace
+    a file in it: the ground truths would be lost and the outputs compared with themselves."""
+    from ..utils.output_paths import same_file
+
+    if same_file(output_dir, gt_dir):
+        raise ValueError(f'-o {output_dir} is the --compare folder {gt_dir}: the outputs would overwrite the ground '
+                         'truth images (and be compared with themselves); choose another -o')
+    gt_resolved = Path(gt_dir).resolve()
+    for _, out in plan:
+        if out.exists() and gt_resolved in out.resolve().parents:
+            raise ValueError(f'output {out} would overwrite a ground truth image of --compare {gt_dir}; '
+                             'choose another -o')
+
+
 def find_gt(gt_dir: Path, relative: Path) -> Path | None:
     """The ground truth of the input at ``relative`` (to the input root): same stem, any image
     extension, in the same sub-folder of ``gt_dir`` or at its top; None if there is none."""

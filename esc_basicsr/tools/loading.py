@@ -5,7 +5,12 @@ order of precedence: an option file (``--opt``), a preset of :mod:`esc_basicsr.a
 (``--model esc_light --scale 2``), the ``network_g`` stored in a checkpoint written by
 ``python -m esc_basicsr.export``, or the weights themselves (:func:`esc_basicsr.archs.detect`: every
 esc_basicsr architecture is recognised from its state_dict, so ``--weights`` alone is enough).
-Weights are read with ``torch.load(weights_only=True)``: no code from the file is executed.
+Weights are read with ``torch.load(weights_only=True)``: no code from the file is executed. They are
+checked before anything is built (:func:`esc_basicsr.archs.checkpoint.validate_state_dict`: a mapping of
+names to tensors stored in the file, of real dtypes and finite values), and against the network before
+they are loaded (:func:`esc_basicsr.archs.checkpoint.fit_problems`): weights of another family than the
+one asked for are named as such, a tensor of another dtype (int64, bool) is refused by name, and a
+misfit is summed up in one line instead of PyTorch's list of every key.
 
 A scale requested with ``--scale`` or an option file that disagrees with the weights' is an error
 (:class:`ScaleMismatchError`): loading would resize the sub-pixel output layer, which is how
@@ -26,12 +31,12 @@ import copy
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import IO, Any, Mapping
 
 import torch
 import torch.nn as nn
 
-from ..archs.checkpoint import extract_state_dict
+from ..archs.checkpoint import CheckpointError, describe_fit, extract_state_dict, fit_problems, validate_state_dict
 from ..archs.deploy import deploy as deploy_model
 from ..archs.table import network_value_range, with_unit_range
 from ..utils.options import CHANNEL_KEYS, SCALE_KEYS, network_scale, read_option_file
@@ -74,12 +79,12 @@ def network_from_preset(name: str, scale: int) -> dict[str, Any]:
 
 def architecture(type_name: str) -> type:
     """Class registered as ``type_name`` in BasicSR's ``ARCH_REGISTRY`` (BasicSR's and ours)."""
+    from ..integration import register
+
+    register()  # first: imports BasicSR (or waits for another thread importing it)
     import basicsr.archs  # noqa: F401  (imports BasicSR's arch modules, filling the registry)
     from basicsr.utils.registry import ARCH_REGISTRY
 
-    from ..integration import register
-
-    register()
     if type_name not in ARCH_REGISTRY:
         raise KeyError(f'unknown architecture {type_name!r}; registered: {sorted(ARCH_REGISTRY._obj_map)}')
     return ARCH_REGISTRY.get(type_name)
@@ -125,12 +130,21 @@ def read_checkpoint(path: str | Path, param_key: str | None = None) -> tuple[dic
     """Weights and other entries of a checkpoint, loaded with ``weights_only=True``.
 
     The weights are ``param_key``, else ``params_ema``, else ``params``, else the file itself (a bare
-    state_dict), as :func:`esc_basicsr.archs.checkpoint.extract_state_dict` picks them.
+    state_dict), as :func:`esc_basicsr.archs.checkpoint.extract_state_dict` picks them, checked by
+    :func:`esc_basicsr.archs.checkpoint.validate_state_dict` (entries that are not tensors left out).
+
+    Raises:
+        CheckpointError: not a dict of weights, or a tensor that cannot be a weight (named).
     """
     checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     if not isinstance(checkpoint, Mapping):
-        raise ValueError(f'{path}: expected a dict checkpoint, got {type(checkpoint).__name__}')
-    state_dict = extract_state_dict(checkpoint, param_key)
+        raise CheckpointError(f'{path}: expected a dict checkpoint, got {type(checkpoint).__name__}')
+    try:
+        state_dict = validate_state_dict(extract_state_dict(checkpoint, param_key), str(path))
+    except CheckpointError as exc:
+        raise CheckpointError(str(exc) if str(path) in str(exc) else f'{path}: {exc}') from None
+    if not state_dict:
+        raise CheckpointError(f'{path}: the checkpoint holds no weights')
     has_weights = any(k in checkpoint for k in ('params', 'params_ema')) or param_key is not None
     meta = {k: v for k, v in checkpoint.items() if k not in ('params', 'params_ema', param_key)} if has_weights else {}
     return state_dict, meta
@@ -153,8 +167,13 @@ class DetectedWeights:
     error: str = ''
 
 
-def detect_weights(state_dict: Mapping[str, torch.Tensor] | None) -> DetectedWeights:
-    """Recognise ``state_dict`` as one of esc_basicsr's architectures (never raises)."""
+def detect_weights(state_dict: Mapping[str, torch.Tensor] | None, source: str | Path | None = None) -> DetectedWeights:
+    """Recognise ``state_dict`` as one of esc_basicsr's architectures.
+
+    Raises:
+        CheckpointError: the layout of one of them with a tensor it cannot hold (e.g. int64); weights that
+            are not recognised are not an error (``network_g`` None).
+    """
     from ..archs.detection import UnknownArchitectureError, detect, weights_scale
 
     if state_dict is None:
@@ -163,6 +182,8 @@ def detect_weights(state_dict: Mapping[str, torch.Tensor] | None) -> DetectedWei
         name, kwargs = detect(state_dict)
     except UnknownArchitectureError as exc:
         return DetectedWeights(None, None, str(exc))
+    except CheckpointError as exc:
+        raise CheckpointError(f'{source}: {exc}' if source is not None else str(exc)) from None
     return DetectedWeights(with_unit_range({'type': name, **kwargs}), weights_scale(name, kwargs))
 
 
@@ -208,7 +229,7 @@ def describe_weights(weights: str | Path, scale: int | None = None,
     """``(network_g, scale)`` of a checkpoint from its own contents (deployed meta or detection),
     checked against a requested ``scale``. Raises ``ValueError`` (:class:`ScaleMismatchError`)."""
     state_dict, meta = read_checkpoint(weights, param_key)
-    detected = detect_weights(state_dict)
+    detected = detect_weights(state_dict, weights)
     check_scale(detected, {'--scale': scale}, weights)
     network_g, net_scale = resolve_network_g(meta=meta, detected=detected)
     if net_scale is None:
@@ -248,7 +269,7 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
         RuntimeError: weights that do not fit the network (from ``load_state_dict``).
     """
     state_dict, meta = read_checkpoint(weights, param_key) if weights is not None else (None, {})
-    detected = detect_weights(state_dict)
+    detected = detect_weights(state_dict, weights)
     requested = {'--scale': scale}
     if opt is not None:
         options = read_option_file(opt)
@@ -260,7 +281,8 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
     if meta.get('deployed'):  # folded weights need a folded model (ELAN has no BatchNorm keys any more)
         deploy_model(model)
     if state_dict is not None:
-        model.load_state_dict(state_dict, strict=strict)
+        load_checked(model, state_dict, strict, f'{weights}', detected,
+                     family_mismatch(network_g, detected, opt, preset, weights))
     if fold:
         deploy_model(model)
     model.eval()
@@ -275,8 +297,55 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
     return LoadedNetwork(model, network_g, int(net_scale), value_range, meta)
 
 
-def save_deployed(path: str | Path, model: nn.Module, network_g: Mapping[str, Any], scale: int) -> None:
-    """Save a folded ``model`` in the deployed checkpoint format (see the module docstring)."""
+def _described(network_g: Mapping[str, Any]) -> str:
+    """``ESC x2 (dim=16, n_blocks=1, ...)``: a network_g in a few words."""
+    sizes = [f'{k}={v}' for k, v in network_g.items() if k != 'type' and isinstance(v, int)
+             and not isinstance(v, bool) and k not in SCALE_KEYS][:4]
+    scale = network_scale(network_g)
+    return f'{network_g["type"]}{f" x{scale}" if scale else ""}' + (f' ({", ".join(sizes)}, ...)' if sizes else '')
+
+
+def family_mismatch(network_g: Mapping[str, Any], detected: DetectedWeights, opt: str | Path | None,
+                    preset: str | None, weights: str | Path | None) -> str | None:
+    """The message for weights recognised as another architecture than ``--model``/``--opt`` asks for
+    (e.g. ELAN weights with ``--model esc``), or None."""
+    if detected.network_g is None or network_g.get('type') == detected.network_g['type']:
+        return None
+    source = f'--model {preset}' if preset is not None else f'--opt {opt}' if opt is not None else 'the checkpoint'
+    return (f'{source} describes {network_g.get("type")}, but these are {detected.network_g["type"]} weights '
+            f'({_described(detected.network_g)}, read off {weights}): leave out {source.split()[0]} to use them as '
+            f'they are, or give {network_g.get("type")} weights')
+
+
+def load_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True, source: str = 'weights',
+                 detected: DetectedWeights | None = None, mismatch: str | None = None) -> None:
+    """``model.load_state_dict(state_dict)`` that refuses tensors of another dtype kind by name (PyTorch
+    would cast an int64 or bool tensor into a float parameter silently) and sums a misfit up in one line
+    (``mismatch``, e.g. from :func:`family_mismatch`, if given; the network's own clear errors, such as
+    ESCLTE's for a fixed-scale checkpoint, pass unchanged).
+
+    Raises:
+        CheckpointError: naming the tensors that differ (and the architecture the weights were recognised as).
+    """
+    reference = model.state_dict()
+    problems = fit_problems(state_dict, reference, {n for n, _ in model.named_buffers()})
+    if not strict:
+        problems['missing'], problems['unexpected'] = [], []
+    if problems['dtype']:
+        raise CheckpointError(f'{source}: {describe_fit(dict(problems, missing=[], unexpected=[], shape=[]))}')
+    try:
+        model.load_state_dict(state_dict, strict=strict)
+    except RuntimeError as exc:
+        if mismatch is not None:
+            raise CheckpointError(mismatch) from None
+        summary = describe_fit(problems) or str(exc).strip().splitlines()[-1][:300]
+        found = f'; they are {_described(detected.network_g)}' if detected and detected.network_g else ''
+        raise CheckpointError(f'{source}: the weights do not fit {type(model).__name__}: {summary}{found}') from None
+
+
+def save_deployed(path: str | Path | IO[bytes], model: nn.Module, network_g: Mapping[str, Any], scale: int) -> None:
+    """Save a folded ``model`` in the deployed checkpoint format (see the module docstring) to a path
+    (its folder created) or a binary file object."""
     from ..version import __version__
 
     if not all(isinstance(v, (str, int, float, bool, list, tuple, dict, type(None))) for v in network_g.values()):
@@ -288,5 +357,6 @@ def save_deployed(path: str | Path, model: nn.Module, network_g: Mapping[str, An
         'deployed': True,
         'esc_basicsr_version': __version__,
     }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(path, (str, Path)):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, path)

@@ -91,6 +91,7 @@ def export_onnx(model: nn.Module, path: str, example_size: Sequence[int], export
 
     Raises:
         ExportError: unexportable attention, missing ONNX packages, or a failed export.
+        OSError: the file cannot be written (full disk, read-only folder).
     """
     if exporter not in EXPORTERS:
         raise ExportError(f'exporter must be one of {EXPORTERS}, got {exporter!r}')
@@ -120,7 +121,7 @@ def export_onnx(model: nn.Module, path: str, example_size: Sequence[int], export
                 torch.onnx.export(copy.deepcopy(model), (x,), path, dynamo=True, input_names=['input'],
                                   output_names=['output'], dynamic_shapes=({d: dim for d in dims},),
                                   external_data=False, verbose=False)  # one self-contained file
-        except ExportError:
+        except (ExportError, OSError):  # an OSError is the file's (full disk, read-only folder), not the graph's
             raise
         except Exception as exc:
             other = 'dynamo' if exporter == 'torchscript' else 'torchscript'

@@ -6,17 +6,11 @@ Used by ``infer``/``export``; reading option files and their scale: :mod:`esc_ba
 """
 from __future__ import annotations
 
-import difflib
-import inspect
 import pickle
-import typing
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..utils.options import CHANNEL_KEYS, SCALE_KEYS
-
-# arguments the tools fill in when left out (scale from --scale/the option file, RGB channels)
-FILLED_IN = SCALE_KEYS + CHANNEL_KEYS
+from ..utils.options import check_network_g as check_against_registry
 
 
 def _registry() -> Mapping[str, type]:
@@ -28,81 +22,13 @@ def _registry() -> Mapping[str, type]:
     return dict(ARCH_REGISTRY._obj_map)
 
 
-def _accepts(value: Any, expected: Any) -> bool | None:
-    """Whether ``value`` fits the annotation ``expected`` (None: cannot tell, accept)."""
-    origin = typing.get_origin(expected)
-    if origin is typing.Union or type(expected).__name__ == 'UnionType':
-        results = [_accepts(value, a) for a in typing.get_args(expected)]
-        return None if any(r is None for r in results) else any(results)
-    if expected is type(None):
-        return value is None
-    if expected is bool:
-        return isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected is str:
-        return isinstance(value, str)
-    if origin in (list, tuple, typing.Sequence) or expected in (list, tuple):
-        return isinstance(value, (list, tuple))
-    if origin is typing.Literal:
-        return value in typing.get_args(expected)
-    return None
-
-
-def _expected_types(cls: type) -> dict[str, Any]:
-    """Annotation (else the default's type) of every constructor argument that has one."""
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to defaults
-        hints = {}
-    out = {}
-    for name, p in inspect.signature(cls).parameters.items():
-        if name in hints:
-            out[name] = hints[name]
-        elif p.default is not inspect.Parameter.empty and type(p.default) in (bool, int, float, str):
-            out[name] = type(p.default)
-    return out
-
-
 def check_network_g(network_g: Any, source: str = 'network_g') -> None:
-    """Check ``network_g`` against its architecture's constructor before building it.
-
-    Checks: a known ``type`` (with the closest names), no unknown keys, no missing required
-    argument (other than those the tools fill in: scale, RGB channel counts), and values of the
-    annotated types (``dim: "32"`` is refused; an int is accepted for a float).
+    """:func:`esc_basicsr.utils.options.check_network_g` against BasicSR's registry (ours registered).
 
     Raises:
         ValueError: naming ``source``, the key and the allowed values.
     """
-    if not isinstance(network_g, Mapping) or not isinstance(network_g.get('type'), str):
-        raise ValueError(f'{source}: needs a "type" naming an architecture, got {network_g!r}')
-    registry = _registry()
-    name = network_g['type']
-    if name not in registry:
-        close = difflib.get_close_matches(name, list(registry), n=3)
-        hint = f'; did you mean {" or ".join(map(repr, close))}?' if close else f'; known: {sorted(registry)}'
-        raise ValueError(f'{source}: unknown architecture type {name!r}{hint}')
-    cls = registry[name]
-    params = inspect.signature(cls).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return  # takes anything: the constructor decides
-    allowed = [p for p in params if p != 'self']
-    for key in network_g:
-        if key != 'type' and key not in params:
-            close = difflib.get_close_matches(key, allowed, n=2)
-            hint = f'did you mean {" or ".join(map(repr, close))}? ' if close else ''
-            raise ValueError(f'{source}: {name} has no argument {key!r}; {hint}arguments: {", ".join(allowed)}')
-    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in network_g
-               and k not in FILLED_IN and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    if missing:
-        raise ValueError(f'{source}: {name} needs {", ".join(missing)}')
-    for key, expected in _expected_types(cls).items():
-        if key in network_g and _accepts(network_g[key], expected) is False:
-            shown = getattr(expected, '__name__', None) or str(expected).replace('typing.', '')
-            raise ValueError(f'{source}: {name} argument {key!r} must be {shown}, got {network_g[key]!r} '
-                             f'({type(network_g[key]).__name__})')
+    check_against_registry(network_g, _registry(), source)
 
 
 def check_weights_file(path: str | Path) -> None:

@@ -79,7 +79,8 @@ def write_text(path: str | Path, text: str, make_parents: bool = True) -> None:
 
 def check_writable(folder: str | Path) -> None:
     """Create ``folder`` if needed and check that a file can be created in it (``os.access`` is not
-    enough: it ignores read-only mounts and says yes to root).
+    enough: it ignores read-only mounts and says yes to root), with a unique temporary name that is
+    removed again (a user's own ``.write-test`` is left alone).
 
     Raises:
         OSError: a file in the way, no permission, a read-only file system.
@@ -88,8 +89,10 @@ def check_writable(folder: str | Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f'{folder} exists and is not a folder')
     folder.mkdir(parents=True, exist_ok=True)
-    write_bytes(folder / '.write-test', b'', make_parents=False)
-    os.unlink(folder / '.write-test')
+    probe = temporary_name(folder / '.write-test')  # a name of its own: a user's file is never touched
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    os.unlink(probe)
 
 
 def remove_stale_temporaries(folder: str | Path) -> None:

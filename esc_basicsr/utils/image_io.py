@@ -2,8 +2,10 @@
 
 Reading (:func:`read_image`, :func:`read_bgr8`):
 
-1. the header is read with Pillow, without decoding, and an image of more than ``max_pixels``
-   pixels is refused with :class:`ImageReadError` before anything large is allocated;
+1. only a regular file is read (a FIFO would block), at most :func:`max_file_bytes` of it; the
+   header is read with Pillow, without decoding, and an image of more than ``max_pixels`` pixels,
+   or an animated one (APNG, animated WebP, multi-page TIFF: only its first frame would be
+   upscaled), is refused with :class:`ImageReadError` before anything large is allocated;
 2. the pixels are decoded with OpenCV (``IMREAD_UNCHANGED``, so 16-bit and alpha survive; paths
    with non-ASCII characters work); any decoder error becomes :class:`ImageReadError`;
 3. the EXIF orientation (phone photos) is applied explicitly, because ``IMREAD_UNCHANGED`` ignores
@@ -20,6 +22,8 @@ asks to drop it; grey + alpha is written as a grey + alpha PNG (encoded here: Op
 """
 from __future__ import annotations
 
+import os
+import stat
 import struct
 import warnings
 import zlib
@@ -93,6 +97,7 @@ class _Header:
     height: int
     graya: bool
     orientation: int
+    frames: int = 1
 
 
 def _probe(path: str | Path, head: bytes) -> _Header | None:
@@ -121,11 +126,56 @@ def _probe(path: str | Path, head: bytes) -> _Header | None:
             except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the image
                 orientation = 1
             graya = im.mode in ('LA', 'La') or (im.format == 'PNG' and head[25:26] == b'\x04')
+            try:
+                frames = int(getattr(im, 'n_frames', 1) or 1)
+            except Exception:  # noqa: BLE001 - a broken frame table: the decoder will say
+                frames = 1
     except Exception:  # noqa: BLE001 - unknown to Pillow: OpenCV decides
         return None
     finally:
         PILImage.MAX_IMAGE_PIXELS = limit
-    return _Header(width, height, graya, orientation if 1 <= orientation <= 8 else 1)
+    return _Header(width, height, graya, orientation if 1 <= orientation <= 8 else 1, frames)
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """``(width, height)`` of an image file from its header (nothing decoded; EXIF rotation ignored),
+    or None if it cannot be told (not a regular file, unknown to Pillow)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, 'rb') as f:
+            head = f.read(32)
+    except OSError:
+        return None
+    header = _probe(path, head)
+    return None if header is None else (header.width, header.height)
+
+
+def max_file_bytes(max_pixels: int | None) -> int | None:
+    """Largest image file read for a pixel limit: 16 bytes a pixel (float32 RGBA, uncompressed) + 64 MB."""
+    return None if max_pixels is None else max_pixels * 16 + (64 << 20)
+
+
+def _read_bytes(path: str | Path, max_pixels: int | None) -> np.ndarray:
+    """The bytes of a regular file (refusing FIFOs, devices, folders and files beyond :func:`max_file_bytes`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_BINARY', 0))
+    except OSError as exc:
+        raise ImageReadError(f'cannot open: {exc.strerror or exc}') from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageReadError('not a regular file (a FIFO, device or folder); not read')
+        limit = max_file_bytes(max_pixels)
+        if limit is not None and st.st_size > limit:
+            raise ImageReadError(f'{st.st_size} bytes is more than an image of at most {max_pixels} pixels can '
+                                 'take (--max-pixels); not read')
+        with os.fdopen(fd, 'rb', closefd=False) as f:
+            return np.frombuffer(f.read(), dtype=np.uint8)
+    except OSError as exc:
+        raise ImageReadError(f'cannot read: {exc.strerror or exc}') from exc
+    finally:
+        os.close(fd)
 
 
 def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
@@ -157,16 +207,17 @@ def decode(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tup
     Raises:
         ImageReadError: unreadable, corrupt, unsupported, or more than ``max_pixels`` pixels.
     """
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        raise ImageReadError(f'cannot open: {exc.strerror or exc}') from exc
+    data = _read_bytes(path, max_pixels)
     if not data.size:
         raise ImageReadError('empty file')
     header = _probe(path, data[:32].tobytes())  # Pillow reads only the header from the file
     if header is not None and max_pixels is not None and header.width * header.height > max_pixels:
         raise ImageReadError(f'{header.width}x{header.height} pixels is more than the limit of {max_pixels} '
                              '(--max-pixels); not decoded')
+    if header is not None and header.frames > 1:
+        raise ImageReadError(f'is animated ({header.frames} frames): only still images are upscaled (the first '
+                             'frame alone would be written under the same name); extract the frames first, e.g. '
+                             f'ffmpeg -i {Path(path).name} frame_%04d.png')
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # e.g. a header beyond OpenCV's own pixel limit

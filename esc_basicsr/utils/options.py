@@ -8,6 +8,9 @@ BasicSR's ``parse_options``), where a ``network_g`` scale that disagrees with th
 """
 from __future__ import annotations
 
+import difflib
+import inspect
+import typing
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,28 +23,44 @@ SCALE_KEYS = tuple(dict.fromkeys([*(s.scale_arg for s in ARCHITECTURES.values() 
 CHANNEL_KEYS = ('num_in_ch', 'num_out_ch', 'in_chans', 'colors')
 
 
-def read_option_file(path: str | Path) -> dict[str, Any]:
-    """Read a BasicSR option file (YAML, parsed safely) with a ``network_g: {type: ...}`` section.
+class OptionFileError(ValueError):
+    """An option file that cannot be read or used; the message names the file and the key."""
+
+
+def load_option_yaml(path: str | Path, flag: str = '--opt', loader: Any = None) -> Any:
+    """The YAML of an option file, parsed safely (or with ``loader``: BasicSR's own, to read a file as
+    ``basicsr.train`` will).
 
     Raises:
-        ValueError: missing/unreadable file, invalid YAML (with its line), or no ``network_g``.
+        OptionFileError: missing/unreadable file, not UTF-8, invalid YAML (with its line), each one line
+            starting with ``{flag} {path}``.
     """
     import yaml
 
     try:
         with open(path, encoding='utf-8') as f:
-            opt = yaml.safe_load(f)
+            return yaml.safe_load(f) if loader is None else yaml.load(f, Loader=loader)
     except OSError as exc:
-        raise ValueError(f'--opt {path}: cannot read it ({exc.strerror or exc})') from None
+        raise OptionFileError(f'{flag} {path}: cannot read it ({exc.strerror or exc})') from None
     except UnicodeDecodeError:
-        raise ValueError(f'--opt {path}: not a text (UTF-8) file') from None
+        raise OptionFileError(f'{flag} {path}: not a text (UTF-8) file') from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, 'problem_mark', None)
         where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark is not None else ''
         problem = getattr(exc, 'problem', None) or str(exc).splitlines()[0]
-        raise ValueError(f'--opt {path}: not valid YAML{where}: {problem}') from None
+        raise OptionFileError(f'{flag} {path}: not valid YAML{where}: {problem}') from None
+
+
+def read_option_file(path: str | Path) -> dict[str, Any]:
+    """Read a BasicSR option file (YAML, parsed safely) with a ``network_g: {type: ...}`` section.
+
+    Raises:
+        OptionFileError (a ``ValueError``): missing/unreadable file, invalid YAML (with its line), or no
+            ``network_g``.
+    """
+    opt = load_option_yaml(path)
     if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict) or 'type' not in opt['network_g']:
-        raise ValueError(f'--opt {path}: not a BasicSR option file with a "network_g: {{type: ...}}" section')
+        raise OptionFileError(f'--opt {path}: not a BasicSR option file with a "network_g: {{type: ...}}" section')
     return opt
 
 
@@ -76,3 +95,86 @@ def check_scale_agreement(opt: Mapping[str, Any], source: str = 'option file') -
     if stated is not None and stated[1] != opt['scale']:
         raise ValueError(f'{source}: network_g {stated[0]}: {stated[1]!r} disagrees with scale: {opt["scale"]!r}; '
                          'set both to the same factor')
+
+
+# arguments the tools fill in when left out (scale from --scale/the option file, RGB channels)
+FILLED_IN = SCALE_KEYS + CHANNEL_KEYS
+
+
+def _accepts(value: Any, expected: Any) -> bool | None:
+    """Whether ``value`` fits the annotation ``expected`` (None: cannot tell, accept)."""
+    origin = typing.get_origin(expected)
+    if origin is typing.Union or type(expected).__name__ == 'UnionType':
+        results = [_accepts(value, a) for a in typing.get_args(expected)]
+        return None if any(r is None for r in results) else any(results)
+    if expected is type(None):
+        return value is None
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, typing.Sequence) or expected in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is typing.Literal:
+        return value in typing.get_args(expected)
+    return None
+
+
+def _expected_types(cls: type) -> dict[str, Any]:
+    """Annotation (else the default's type) of every constructor argument that has one."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to defaults
+        hints = {}
+    out = {}
+    for name, p in inspect.signature(cls).parameters.items():
+        if name in hints:
+            out[name] = hints[name]
+        elif p.default is not inspect.Parameter.empty and type(p.default) in (bool, int, float, str):
+            out[name] = type(p.default)
+    return out
+
+
+def check_network_g(network_g: Any, registry: Mapping[str, type], source: str = 'network_g') -> None:
+    """Check ``network_g`` against its architecture's constructor before building it.
+
+    ``registry`` maps architecture names to classes (BasicSR's ``ARCH_REGISTRY._obj_map``, ours registered).
+    Checks: a known ``type`` (with the closest names), no unknown keys, no missing required
+    argument (other than those the tools fill in: scale, RGB channel counts), and values of the
+    annotated types (``dim: "32"`` is refused; an int is accepted for a float).
+
+    Raises:
+        ValueError: naming ``source``, the key and the allowed values.
+    """
+    if not isinstance(network_g, Mapping) or not isinstance(network_g.get('type'), str):
+        raise ValueError(f'{source}: needs a "type" naming an architecture, got {network_g!r}')
+    name = network_g['type']
+    if name not in registry and f'{name}_basicsr' in registry:  # registered with BasicSR's suffix
+        name = f'{name}_basicsr'
+    if name not in registry:
+        close = difflib.get_close_matches(name, list(registry), n=3)
+        hint = f'; did you mean {" or ".join(map(repr, close))}?' if close else f'; known: {sorted(registry)}'
+        raise ValueError(f'{source}: unknown architecture type {name!r}{hint}')
+    cls = registry[name]
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # takes anything: the constructor decides
+    allowed = [p for p in params if p != 'self']
+    for key in network_g:
+        if key != 'type' and key not in params:
+            close = difflib.get_close_matches(key, allowed, n=2)
+            hint = f'did you mean {" or ".join(map(repr, close))}? ' if close else ''
+            raise ValueError(f'{source}: {name} has no argument {key!r}; {hint}arguments: {", ".join(allowed)}')
+    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in network_g
+               and k not in FILLED_IN and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if missing:
+        raise ValueError(f'{source}: {name} needs {", ".join(missing)}')
+    for key, expected in _expected_types(cls).items():
+        if key in network_g and _accepts(network_g[key], expected) is False:
+            shown = getattr(expected, '__name__', None) or str(expected).replace('typing.', '')
+            raise ValueError(f'{source}: {name} argument {key!r} must be {shown}, got {network_g[key]!r} '
+                             f'({type(network_g[key]).__name__})')

@@ -2,7 +2,10 @@
 
 * :func:`list_inputs` expands a file, a folder (recursive) or a glob, leaving out anything inside
   the output folder (so a result folder nested in the input folder is not upscaled again) and
-  temporaries of interrupted runs.
+  temporaries of interrupted runs. Enumeration is bounded: only regular files are listed (a FIFO
+  would block the reader forever), each real folder is visited once (symlink loops end), one file
+  reached under several names (symlinks, hard links) is listed once, and more than
+  :data:`MAX_ENTRIES` paths is an error.
 * :func:`plan_outputs` maps each input to its output file and raises :class:`OutputPathError`,
   before any work, when an output would overwrite an input (the same file under any spelling:
   relative/absolute, ``./x/``, symlinks, hard links, case on case-insensitive file systems, all
@@ -13,8 +16,10 @@
 """
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
+import stat
 import unicodedata
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -25,6 +30,25 @@ from .image_io import IMAGE_EXTENSIONS
 
 class OutputPathError(ValueError):
     """An output plan that would overwrite an input or lose a result."""
+
+
+# most directory entries an input specification may visit (a glob through a huge tree is refused, not walked for hours)
+MAX_ENTRIES = 1_000_000
+
+_KINDS = ((stat.S_ISFIFO, 'a FIFO'), (stat.S_ISSOCK, 'a socket'), (stat.S_ISCHR, 'a character device'),
+          (stat.S_ISBLK, 'a block device'), (stat.S_ISDIR, 'a folder'))
+
+
+def non_regular_kind(path: str | Path) -> str | None:
+    """What ``path`` is if it exists and is not a regular file (``'a FIFO'``, ...), following symlinks;
+    ``'a broken or looping symlink'`` for a link that leads nowhere; None for a regular or missing file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return 'a broken or looping symlink' if os.path.islink(path) else None
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), 'not a regular file')
 
 
 def _file_id(path: str | Path) -> tuple[int, int] | None:
@@ -51,13 +75,70 @@ def _is_temporary(name: str) -> bool:
     return name.startswith('.') and TMP_MARK in name
 
 
-def _walk(folder: Path, excluded: set[tuple[int, int]], extensions: Sequence[str]) -> list[Path]:
-    files = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if _file_id(os.path.join(root, d)) not in excluded)
-        files += [Path(root) / n for n in names
-                  if Path(n).suffix.lower() in extensions and not _is_temporary(n)]
+class _Budget:
+    """Counts directory entries visited; raises :class:`OutputPathError` past :data:`MAX_ENTRIES`."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec, self.seen = spec, 0
+
+    def spend(self, n: int) -> None:
+        self.seen += n
+        if self.seen > MAX_ENTRIES:
+            raise OutputPathError(f'input {self.spec!r}: more than {MAX_ENTRIES} paths to look through; '
+                                  'name a smaller folder or a narrower pattern')
+
+
+def _walk(folder: Path, excluded: set[tuple[int, int]], budget: _Budget, follow_links: bool = False,
+          max_depth: int | None = None) -> list[Path]:
+    """Every non-temporary name under ``folder`` (not inside ``excluded`` folders), each real folder
+    visited once (symlinked folders only if ``follow_links``), at most ``max_depth`` folders deep."""
+    files: list[Path] = []
+    visited = {_file_id(folder)}
+    for root, dirs, names in os.walk(folder, followlinks=follow_links):
+        budget.spend(len(dirs) + len(names))
+        depth = len(Path(root).relative_to(folder).parts)
+        keep = []
+        # real folders first: a folder reached both ways is listed under its own name where possible
+        for d in sorted(dirs, key=lambda d: (os.path.islink(os.path.join(root, d)), d)):
+            link = os.path.islink(os.path.join(root, d))
+            fid = _file_id(os.path.join(root, d))
+            if (link and not follow_links) or fid is None or fid in excluded or fid in visited \
+                    or (max_depth is not None and depth >= max_depth):
+                continue
+            visited.add(fid)
+            keep.append(d)
+        dirs[:] = keep
+        files += [Path(root) / n for n in names if not _is_temporary(n)]
     return files
+
+
+def _component_matches(pattern: str, name: str) -> bool:
+    """``fnmatch`` of one path component, with glob's rule that ``*`` does not match a leading dot."""
+    if name.startswith('.') and not pattern.startswith('.'):
+        return False
+    return fnmatch.fnmatchcase(os.path.normcase(name), os.path.normcase(pattern))
+
+
+def _parts_match(pattern: Sequence[str], parts: Sequence[str]) -> bool:
+    """Whether the path ``parts`` match the glob ``pattern`` components (``**``: any number of folders)."""
+    if not pattern:
+        return not parts
+    if pattern[0] == '**':
+        return any(_parts_match(pattern[1:], parts[i:]) for i in range(len(parts) + 1)
+                   if not any(p.startswith('.') for p in parts[:i]))
+    return bool(parts) and _component_matches(pattern[0], parts[0]) and _parts_match(pattern[1:], parts[1:])
+
+
+def _glob(spec: str, excluded: set[tuple[int, int]], budget: _Budget) -> list[Path]:
+    """``glob.glob(spec, recursive=True)`` without its unbounded cases: every real folder is visited once
+    (a symlink loop ends instead of enumerating 2**40 paths), within the pattern's depth unless it has ``**``."""
+    base = glob_base(spec)
+    pattern = Path(spec).parts[len(base.parts):]
+    if not base.is_dir():
+        return []
+    depth = None if '**' in pattern else len(pattern) - 1
+    found = _walk(base, excluded, budget, follow_links=True, max_depth=depth)
+    return [p for p in found if _parts_match(pattern, p.relative_to(base).parts)]
 
 
 def _inside(path: Path, excluded: set[tuple[int, int]]) -> bool:
@@ -83,8 +164,8 @@ def input_root(spec: str) -> Path | None:
     return path if path.is_dir() else glob_base(spec)
 
 
-def list_inputs(spec: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
-                exclude: Iterable[str | Path] = ()) -> list[tuple[Path, Path]]:
+def list_inputs(spec: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS, exclude: Iterable[str | Path] = (),
+                skipped: list[tuple[Path, str]] | None = None) -> list[tuple[Path, Path]]:
     """Expand ``spec`` (a file, a folder searched recursively, or a glob) into ``(path, relative)``.
 
     ``relative`` is the name to use under the output folder: the file name for a file, the path
@@ -92,21 +173,46 @@ def list_inputs(spec: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
     explicitly or matched by a glob are kept whatever their extension (so that an unreadable one
     is reported); folders are searched for ``extensions`` only. Anything inside an ``exclude``
     folder (the output folder) and hidden temporaries are left out. Sorted by relative name.
+
+    Only regular files are listed; what is left out of a folder or glob for being something else (a
+    FIFO, a socket, a broken link) or the same file as an earlier name is appended to ``skipped`` as
+    ``(path, why)``. Folders are walked without following symlinked folders, globs following each
+    real folder once; more than :data:`MAX_ENTRIES` paths raises :class:`OutputPathError`.
+
+    Raises:
+        FileNotFoundError: ``spec`` matches nothing.
+        OutputPathError: ``spec`` names something other than a regular file or folder, or too many paths.
     """
     excluded = {i for i in map(_file_id, exclude) if i is not None}
+    budget = _Budget(spec)
     path = Path(spec)
+    kind = non_regular_kind(path) if path.exists() or path.is_symlink() else None
+    if kind is not None and kind != 'a folder':
+        raise OutputPathError(f'input {spec!r} is {kind}, not a regular file')
     if path.is_file():
         return [(path, Path(path.name))]
     if path.is_dir():
-        files = _walk(path, excluded, extensions)
-        return sorted(((p, p.relative_to(path)) for p in files), key=lambda t: str(t[1]))
-    if glob.has_magic(spec):
+        base = path
+        files = [p for p in _walk(path, excluded, budget) if p.suffix.lower() in extensions]
+    elif glob.has_magic(spec):
         base = glob_base(spec)
-        files = [Path(p) for p in glob.glob(spec, recursive=True)
-                 if os.path.isfile(p) and not _is_temporary(os.path.basename(p))]
-        files = [p for p in files if not (excluded and _inside(p, excluded))]
-        return sorted(((p, p.relative_to(base)) for p in files), key=lambda t: str(t[1]))
-    raise FileNotFoundError(f'input {spec!r} is neither a file, a folder nor a glob that matches files')
+        files = [p for p in _glob(spec, excluded, budget) if not (excluded and _inside(p, excluded))]
+    else:
+        raise FileNotFoundError(f'input {spec!r} is neither a file, a folder nor a glob that matches files')
+    listed, seen = [], {}
+    # one file under several names: the name without symlinks wins, then the first by name
+    for p in sorted(files, key=lambda p: (os.path.realpath(p) != os.path.abspath(p), str(p.relative_to(base)))):
+        why = non_regular_kind(p)
+        fid = _file_id(p) if why is None else None
+        if why is None and fid in seen:
+            why = f'the same file as {seen[fid]}'
+        if why is not None:
+            if skipped is not None and p.suffix.lower() in extensions:
+                skipped.append((p, why if why.startswith('the same') else f'{why}, not a regular file'))
+            continue
+        seen[fid] = p
+        listed.append((p, p.relative_to(base)))
+    return sorted(listed, key=lambda t: str(t[1]))
 
 
 def output_path(output_dir: str | Path, relative: Path, suffix: str = '', ext: str | None = None) -> Path:

@@ -1,7 +1,11 @@
 """BasicSR dataset classes of esc_basicsr (registered in ``DATASET_REGISTRY`` by name; see ``__all__``)."""
 from __future__ import annotations
 
-from .liif_dataset import ArbitraryScalePairedDataset, LIIFDataset
+from ..basicsr_import import import_basicsr
+
+import_basicsr()  # before any basicsr submodule: waits for another thread that is importing basicsr
+
+from .liif_dataset import ArbitraryScalePairedDataset, LIIFDataset  # noqa: E402
 
 __all__: list[str] = ['ArbitraryScalePairedDataset', 'LIIFDataset']
 

@@ -12,8 +12,12 @@ c. ``torch.load`` defaults to ``weights_only=True`` (torch >= 2.6) and rejects t
    ``collections.Counter`` of BasicSR's ``MultiStepRestartLR`` state. Fixed: load with
    ``weights_only=True`` and exactly that class allow-listed (no code from the file runs).
 
-Also, if the newest ``.state`` file cannot be read (e.g. the process was killed while writing
-it; BasicSR does not write atomically), the next older state is used, with a warning.
+Also, ``--auto_resume`` uses the newest *complete pair*: a ``.state`` file that cannot be read, is not a
+training state, or whose models (``net_*_<iter>.pth``, which ``check_resume`` will load) are missing or
+truncated (BasicSR 1.4.2 writes neither atomically: a process killed while re-saving a model leaves it
+half-written beside a complete ``.state``) is passed over for the next older one, with a message. An
+explicit ``path.resume_state`` that is unusable is an error naming it (as a command: one line, exit code
+2). A resumed training holds its experiment folder's lock (:mod:`.experiment_folders`).
 
 ``python -m basicsr.train`` runs ``basicsr/train.py`` as ``__main__``, a second module object:
 :func:`patch_resume_modules` replaces ``load_resume_state`` there too (it is called by the
@@ -29,10 +33,15 @@ from typing import Any, Callable
 
 import torch
 
+from ._command import report
 from ._patching import is_ours, marked
 
 # classes (besides tensors and builtins) that BasicSR training states contain; other fixes add theirs
 SAFE_STATE_GLOBALS: list = [collections.Counter]
+
+class ResumeStateError(RuntimeError):
+    """A training state (or the models of its iteration) that cannot be resumed from."""
+
 
 def resume_map_location(opt: dict) -> torch.device:
     """Device for the resume state: the current CUDA device, or the CPU without CUDA/num_gpu 0."""
@@ -61,9 +70,45 @@ def state_iters(state_dir: str) -> list[int]:
     return sorted(iters, reverse=True)
 
 
+def model_paths(opt: dict, resume_iter: int) -> list[str]:
+    """The ``net_*_<iter>.pth`` files that ``check_resume`` makes the model load when resuming ``resume_iter``."""
+    ignored = opt['path'].get('ignore_resume_networks') or []
+    return [osp.join(opt['path']['models'], f'net_{key[len("network_"):]}_{resume_iter}.pth')
+            for key in opt if key.startswith('network_') and key not in ignored]
+
+
+def checked_state(path: str, opt: dict, location: Any) -> dict:
+    """The training state at ``path`` if it and the models of its iteration can be loaded.
+
+    Raises:
+        ResumeStateError: naming the file and why (unreadable, not a training state, a model missing or truncated).
+    """
+    first = ' '.join(str(path).split())
+    try:
+        state = load_training_state(path, location)
+    except Exception as exc:  # noqa: BLE001 - truncated, foreign, not a torch file
+        raise ResumeStateError(f'cannot load the training state {first} ({type(exc).__name__}: '
+                               f'{str(exc).splitlines()[0][:200] if str(exc) else ""})') from None
+    if not (isinstance(state, dict) and isinstance(state.get('iter'), int) and isinstance(state.get('epoch'), int)
+            and isinstance(state.get('optimizers'), list) and isinstance(state.get('schedulers'), list)):
+        found = sorted(map(str, state))[:6] if isinstance(state, dict) else type(state).__name__
+        raise ResumeStateError(f'{first} is not a BasicSR training state (int "iter" and "epoch", lists '
+                               f'"optimizers" and "schedulers"; found {found})')
+    if opt['path'].get('models'):
+        for model in model_paths(opt, state['iter']):
+            try:
+                torch.load(model, map_location='cpu', weights_only=True, mmap=True)
+            except Exception as exc:  # noqa: BLE001 - missing, truncated (killed while saving), 0 bytes
+                raise ResumeStateError(f'{first}: its model {model} cannot be loaded ({type(exc).__name__}: '
+                                       f'{str(exc).splitlines()[0][:120] if str(exc) else ""})') from None
+    return state
+
+
 def load_resume_state(opt: dict) -> dict | None:
     """Fixed ``basicsr.train.load_resume_state`` (same contract; see the module docstring)."""
     from basicsr.utils import check_resume
+
+    from .experiment_folders import lock
 
     location = resume_map_location(opt)
     if opt['auto_resume']:
@@ -76,17 +121,19 @@ def load_resume_state(opt: dict) -> dict | None:
     resume_state = None
     for i, path in enumerate(candidates):
         try:
-            resume_state = load_training_state(path, location)
-        except Exception as exc:  # noqa: BLE001 - a truncated/foreign file: report and fall back
+            resume_state = checked_state(path, opt, location)
+        except ResumeStateError as exc:
             if not opt['auto_resume'] or i == len(candidates) - 1:
-                raise RuntimeError(f'cannot load the training state {path}: {exc}') from exc
-            print(f'esc_basicsr: cannot load the training state {path} ({type(exc).__name__}: {exc}); '
-                  'trying the previous one.', flush=True)
+                report(exc)
+            print(f'esc_basicsr: {exc}; trying the previous training state.', flush=True)
             continue
         opt['path']['resume_state'] = path
         break
     if resume_state is None:
         return None
+    root = opt['path'].get('experiments_root')
+    if root and opt.get('rank', 0) == 0:
+        lock(root)  # a second run resuming the same experiment at once is refused
     check_resume(opt, resume_state['iter'])
     return resume_state
 

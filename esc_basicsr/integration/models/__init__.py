@@ -4,9 +4,13 @@ Each is a thin subclass of one of BasicSR's models; a module per model family.
 """
 from __future__ import annotations
 
-from .esr_model import ESRModel
-from .lte_model import LTEModel
-from .realhat_models import RealHATGANModel, RealHATMSEModel
+from ..basicsr_import import import_basicsr
+
+import_basicsr()  # before any basicsr submodule: waits for another thread that is importing basicsr
+
+from .esr_model import ESRModel  # noqa: E402
+from .lte_model import LTEModel  # noqa: E402
+from .realhat_models import RealHATGANModel, RealHATMSEModel  # noqa: E402
 
 __all__: list[str] = ['LTEModel', 'ESRModel', 'RealHATMSEModel', 'RealHATGANModel']
 
