@@ -201,6 +201,24 @@ def prepare_run(args: argparse.Namespace) -> Run:
     return Run(plan, upscaler, network, args.max_pixels or DEFAULT_MAX_PIXELS)
 
 
+def network_line(run: Run, args: argparse.Namespace) -> str:
+    """``network: ESC-light x2 (ESC, read off the weights), cpu, fp32``: what runs, printed before the first image."""
+    from .archs.presets import display_name
+
+    network_g = run.network.network_g
+    if args.opt is not None:
+        source = f'from --opt {args.opt}'
+    elif args.model is not None:
+        source = f'preset --model {args.model}'
+    elif isinstance(run.network.meta.get('network_g'), dict):
+        source = 'described by the checkpoint'
+    else:
+        source = 'read off the weights'
+    any_scale = ', any scale' if getattr(run.network.model, 'arbitrary_scale', False) else ''
+    return (f'network: {display_name(network_g)} x{run.upscaler.scale:g} ({network_g["type"]}{any_scale}, {source}), '
+            f'{run.upscaler.device}, {args.precision}')
+
+
 def upscale_all(run: Run, args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]], dict[str, int]]:
     """Read, upscale (same-size images in batches) and write every planned image; one failure never
     stops the others. Returns (images written, [(input, why it failed)], {note: count})."""
@@ -252,6 +270,7 @@ def upscale_all(run: Run, args: argparse.Namespace) -> tuple[int, list[tuple[Pat
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run inference; returns the exit code (0: all written, 1: some failed, 2: bad arguments)."""
+    from .archs.presets import display_name
     from .tools.infer_compare import compare_outputs
     from .tools.options_check import load_error_message
 
@@ -263,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = load_error_message(args.weights, exc) or (str(exc) if known else f'{type(exc).__name__}: {exc}')
         print(f'error: {message}', file=sys.stderr)
         return 2
+    print(network_line(run, args), file=sys.stderr, flush=True)
     written, failed, notes = upscale_all(run, args)
     for note, n in notes.items():
         print(f'note: {n} image(s): {note}', file=sys.stderr)
@@ -273,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.compare is not None:
         bad = {src for src, _ in failed}
         compare_outputs([(s, o) for s, o in run.plan if s not in bad], args.compare, run.upscaler.scale, args.output,
-                        model_label=type(run.network.model).__name__)
+                        model_label=display_name(run.network.network_g))
     return 1 if failed else 0
 
 

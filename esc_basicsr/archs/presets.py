@@ -7,11 +7,12 @@ against these presets by the test-suite, so they cannot drift apart.
 from __future__ import annotations
 
 import copy
-from typing import Any
+import inspect
+from typing import Any, Mapping
 
 import torch.nn as nn
 
-from .table import arch_spec, presets
+from .table import ARCH_DISPLAY_NAMES, ARCHITECTURES, PRESET_DISPLAY_NAMES, arch_spec, presets
 
 PRESETS: dict[str, dict[str, Any]] = {name: {'type': spec.name, **copy.deepcopy(dict(kwargs))}
                                       for name, (spec, kwargs) in presets().items()}
@@ -34,3 +35,35 @@ def build(name: str, scale: int, **overrides: Any) -> nn.Module:
     """Construct preset ``name`` at ``scale`` (``overrides`` e.g. ``attn_type='sdpa'``)."""
     opt = network_g(name, scale, **overrides)
     return arch_spec(opt.pop('type')).cls(**opt)
+
+
+def _plain(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def preset_of(network_g: Mapping[str, Any]) -> str | None:
+    """The preset that ``network_g`` (``{'type': ..., **arguments}``, e.g. read off weights) builds at
+    some scale, or ``None``. Arguments left out count as the constructor's defaults; the scale
+    argument and ``option_extras`` (``attn_type``, ``input_range``) do not change the variant."""
+    spec = ARCHITECTURES.get(network_g.get('type'))
+    if spec is None:
+        return None
+    defaults = {k: p.default for k, p in inspect.signature(spec.cls).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    ignored = {'type', spec.scale_arg, *spec.option_extras}
+
+    def variant(arguments: Mapping[str, Any]) -> dict[str, Any]:
+        merged = {**defaults, **arguments}
+        return {k: _plain(v) for k, v in merged.items() if k not in ignored}
+
+    given = variant(network_g)
+    return next((name for name, kwargs in spec.presets.items() if variant(kwargs) == given), None)
+
+
+def display_name(network_g: Mapping[str, Any]) -> str:
+    """How the tools name ``network_g`` in their output: its preset's name (``ESC-light``), else its
+    architecture's (``ESC`` for another configuration of ESC), else its ``type``."""
+    preset = preset_of(network_g)
+    if preset is not None:
+        return PRESET_DISPLAY_NAMES.get(preset, preset)
+    return ARCH_DISPLAY_NAMES.get(network_g.get('type'), str(network_g.get('type')))

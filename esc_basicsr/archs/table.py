@@ -98,3 +98,13 @@ def arch_spec(name: str) -> ArchSpec:
 def presets() -> dict[str, tuple[ArchSpec, Mapping[str, Any]]]:
     """Preset name -> (its architecture, its constructor arguments without the scale)."""
     return {preset: (spec, kwargs) for spec in _SPECS for preset, kwargs in spec.presets.items()}
+
+
+# --- Display names: how the tools' output and figures name a network (issue 23). Kept apart from
+# _SPECS; :func:`esc_basicsr.archs.presets.display_name` reads them: a preset's name, else, for
+# another configuration of one of our architectures, the architecture's name. ---
+PRESET_DISPLAY_NAMES: Mapping[str, str] = MappingProxyType({
+    'esc': 'ESC', 'esc_light': 'ESC-light', 'esc_xl': 'ESC-XL', 'esc_fp': 'ESC-FP', 'esc_real': 'ESC-Real',
+    'elan_light': 'ELAN-light', 'elan': 'ELAN', 'esc_realm': 'ESCRealM', 'esc_lte': 'ESC-LTE'})
+ARCH_DISPLAY_NAMES: Mapping[str, str] = MappingProxyType({
+    'ESC': 'ESC', 'ESCFP': 'ESC-FP', 'ESCReal': 'ESC-Real', 'ELAN': 'ELAN', 'ESCRealM': 'ESCRealM', 'ESCLTE': 'ESC-LTE'})

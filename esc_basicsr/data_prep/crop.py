@@ -27,6 +27,16 @@ def subimage_boxes(height: int, width: int, crop_size: int, step: int, thresh_si
             for x in crop_starts(width, crop_size, step, thresh_size)]
 
 
+def fitting_crop(side: int, multiple: int) -> tuple[int, int] | None:
+    """``(crop_size, step)`` that would use an image whose shorter (mod-cropped) side is ``side``: the
+    largest multiple of ``multiple`` (every scale must divide both) not above ``side``, and the
+    recipe's step of half the crop (480/240) rounded down to a multiple. ``None`` if ``side < multiple``."""
+    crop = side // multiple * multiple
+    if crop == 0:
+        return None
+    return crop, max(multiple, crop // 2 // multiple * multiple)
+
+
 def bicubic_resize(img: np.ndarray, scale: float) -> np.ndarray:
     """MATLAB ``imresize(img, scale, 'bicubic')`` of a uint8 ``(H, W, C)`` image, rounded and clipped
     to uint8 like MATLAB (``basicsr.utils.matlab_functions.imresize``, antialiasing on)."""
