@@ -58,10 +58,14 @@ def _lq_names_problem(dataset: dict) -> str | None:
             or not isinstance(gt_dir, str) or not isinstance(lq_dir, str)
             or not osp.isdir(gt_dir) or not osp.isdir(lq_dir)):
         return None
-    gt_files = sorted(e.name for e in os.scandir(gt_dir) if e.is_file())
-    lq_files = {e.name for e in os.scandir(lq_dir) if e.is_file()}
+    gt_files, lq_files = (sorted(e.name for e in os.scandir(d) if e.is_file() and not e.name.startswith('.'))
+                          for d in (gt_dir, lq_dir))  # what BasicSR's scandir lists
+    lq_names = set(lq_files)
     tmpl = dataset.get('filename_tmpl', '{}')
-    missing = [n for n in gt_files if tmpl.format(osp.splitext(n)[0]) + osp.splitext(n)[1] not in lq_files]
+    try:
+        missing = [n for n in gt_files if tmpl.format(osp.splitext(n)[0]) + osp.splitext(n)[1] not in lq_names]
+    except (IndexError, KeyError, ValueError, AttributeError):  # not a one-field template: BasicSR will say so
+        return None
     if not missing:
         if len(lq_files) != len(gt_files):  # BasicSR asserts equal counts
             return f'{lq_dir!r} holds {len(lq_files)} files, {gt_dir!r} {len(gt_files)}: keep only the pairs'
