@@ -35,7 +35,7 @@ STARTUP_SECONDS, STEP_OVERHEAD = 20.0, 1.1  # BasicSR's steps took 0.98-1.2x the
 MIN_ITERS = 150  # fewer do not reliably beat bicubic (+0.05 dB at 100, +0.2 at 150, +0.55-0.69 at 300)
 NAME = 'demo_ESC_light_x2'
 TRAIN_OPT, TEST_OPT = f'{NAME}.yml', 'demo_test_ESC_light_x2.yml'
-CLASSIC = TestSpec(NAME, TEST_OPT, 'DemoTest', 'LRbicx2', 2, 'ESC-light')
+CLASSIC = TestSpec(NAME, TEST_OPT, 'DemoTest', 'LRbicx2', 2)
 
 
 def initial_weights(workdir: Path) -> Path:

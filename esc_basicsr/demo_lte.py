@@ -28,7 +28,7 @@ from .tools.demo import TestSpec, install_options, log, prepare_data, test_and_r
 NAME = 'demo_ESC_LTE'
 TRAIN_OPT, TEST_OPT = f'{NAME}.yml', 'demo_test_ESC_LTE_x2.5.yml'
 SCALE = 2.5
-SPEC = TestSpec(NAME, TEST_OPT, 'DemoTestLTE', 'LRbicx2.5', SCALE, 'ESC-LTE')
+SPEC = TestSpec(NAME, TEST_OPT, 'DemoTestLTE', 'LRbicx2.5', SCALE)
 DEFAULT_ITERS = 400
 
 

@@ -297,6 +297,26 @@ def prepare_run(args: argparse.Namespace) -> Run:
     return Run(plan, upscaler, network, args.max_pixels or DEFAULT_MAX_PIXELS, skipped)
 
 
+def network_line(run: Run, args: argparse.Namespace) -> str:
+    """``network: ESC-light x2 (ESC, read off the weights), cpu, fp32``: what runs, printed before the first image."""
+    from .archs.presets import display_name
+    from .archs.table import ARCHITECTURES
+
+    network_g = run.network.network_g
+    if args.opt is not None:
+        source = f'from --opt {args.opt}'
+    elif args.model is not None:
+        source = f'preset --model {args.model}'
+    elif isinstance(run.network.meta.get('network_g'), dict):
+        source = 'described by the checkpoint'
+    else:
+        source = 'read off the weights'
+    spec = ARCHITECTURES.get(network_g['type'])
+    any_scale = ', any scale' if spec is not None and spec.arbitrary_scale else ''
+    return (f'network: {display_name(network_g)} x{run.upscaler.scale:g} ({network_g["type"]}{any_scale}, {source}), '
+            f'{run.upscaler.device}, {args.precision}')
+
+
 def upscale_all(run: Run, args: argparse.Namespace,
                 progress: Progress | None = None) -> tuple[int, list[tuple[Path, str]], dict[str, int]]:
     """Read, upscale (same-size images in batches) and write every planned image; one failure never
@@ -365,6 +385,7 @@ def upscale_all(run: Run, args: argparse.Namespace,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run inference; returns the exit code (0: all written, 1: some failed, 2: bad arguments)."""
+    from .archs.presets import display_name
     from .tools.infer_compare import compare_outputs
     from .tools.options_check import load_error_message
 
@@ -381,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for src, why in run.skipped:
         print(f'skipped: {src}: {why}', file=sys.stderr)
+    print(network_line(run, args), file=sys.stderr, flush=True)
     progress = Progress()
     try:
         written, failed, notes = upscale_all(run, args, progress)
@@ -401,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bad = {src for src, _ in failed}
         try:
             compare_outputs([(s, o) for s, o in run.plan if s not in bad], args.compare, run.upscaler.scale,
-                            args.output, model_label=type(run.network.model).__name__)
+                            args.output, model_label=display_name(run.network.network_g))
         except KeyboardInterrupt:
             print('interrupted during --compare (the images are written)', file=sys.stderr)
             return 130

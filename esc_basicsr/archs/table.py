@@ -77,6 +77,9 @@ class ArchSpec:
             ``{'params': state_dict}`` (ELAN). Not a ``convert_checkpoint``: it reads a training
             file's container (its keys, a ``module.`` prefix), whatever the configuration, before
             anything is built or detected, and leaves the tensors as they are.
+        display_name: how the tools' output and figures name another configuration of the network
+            (``ESC-FP``). ``''``: the class name.
+        preset_names: preset -> how the tools name it (``esc_light`` -> ``ESC-light``); every preset.
     """
 
     cls: type[nn.Module]
@@ -97,8 +100,12 @@ class ArchSpec:
     tags: Callable[[Kwargs], list[str]] | None = None
     convert_checkpoint: Callable[[StateDict, Kwargs], dict[str, torch.Tensor]] | None = None
     convert_authors_checkpoint: Callable[[Mapping[str, Any]], dict[str, dict[str, torch.Tensor]]] | None = None
+    display_name: str = ''
+    preset_names: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if set(self.preset_names) != set(self.presets):
+            raise ValueError(f'{self.name}: preset_names must name every preset ({sorted(self.presets)})')
         if self.arbitrary_scale and self.scale_arg is not None:
             raise ValueError(f'{self.name}: an arbitrary-scale network has no scale argument')
         if not set(self.unit_range_args) <= self.option_extras:
@@ -107,6 +114,11 @@ class ArchSpec:
     @property
     def name(self) -> str:
         return self.cls.__name__
+
+    @property
+    def label(self) -> str:
+        """How the tools name the architecture (:attr:`display_name`, else the class name)."""
+        return self.display_name or self.name
 
     def arguments(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """``kwargs`` (a ``network_g``, ``type`` dropped) completed with the constructor's defaults."""
@@ -117,7 +129,7 @@ class ArchSpec:
 
 _ESC = dict(dim=64, pdim=16, kernel_size=13, n_blocks=5, conv_blocks=5, window_size=32, num_heads=4, exp_ratio=1.25)
 _ELAN = dict(colors=3, r_expand=2, act_type='relu', window_sizes=[4, 8, 16], rgb_range=255)
-# supports_half/bfloat16: fp16/bf16 casts are checked against float32 by tests/test_spandrel.py for every
+# supports_half/bfloat16: fp16/bf16 casts are checked against float32 by tests/archs/test_spandrel.py for every
 # architecture (trained-like magnitudes: calibrated fixtures, default initialisation for ESC, whose
 # fixtures' random weights overflow fp16)
 
@@ -127,31 +139,36 @@ _SPECS = (
                       'esc_xl': dict(_ESC, dim=192, pdim=48, n_blocks=8, window_size=48, num_heads=12, use_ln=True)},
              deploy=fold_geometric_ensemble, is_deployed=geometric_ensemble_folded,
              summary='ESC, ESC-light, ESC-XL (ICCV 2025)', detect=detect_esc, input_multiple=window_multiple,
-             tags=trunk_tags, convert_checkpoint=convert_subpixel_checkpoint),
+             tags=trunk_tags, convert_checkpoint=convert_subpixel_checkpoint,
+             preset_names={'esc': 'ESC', 'esc_light': 'ESC-light', 'esc_xl': 'ESC-XL'}),
     ArchSpec(ESCFP, 'upscaling_factor', presets={'esc_fp': dict(_ESC, dim=48, num_heads=3)},
              summary='ESC-FP: decomposed large kernel, bicubic skip', detect=detect_esc_fp,
-             input_multiple=window_multiple, tags=trunk_tags, convert_checkpoint=convert_subpixel_checkpoint),
+             input_multiple=window_multiple, tags=trunk_tags, convert_checkpoint=convert_subpixel_checkpoint,
+             display_name='ESC-FP', preset_names={'esc_fp': 'ESC-FP'}),
     ArchSpec(ESCReal, 'upscaling_factor', presets={'esc_real': dict(_ESC, n_blocks=10, exp_ratio=2)}, scales=(4,),
              deploy=fold_geometric_ensemble, is_deployed=geometric_ensemble_folded,
              summary='ESC-Real: real-world x4', detect=detect_esc_real, input_multiple=window_multiple,
-             tags=trunk_tags),
+             tags=trunk_tags, display_name='ESC-Real', preset_names={'esc_real': 'ESC-Real'}),
     ArchSpec(ELAN, 'scale',
              presets={'elan_light': dict(_ELAN, m_elan=24, c_elan=60, n_share=1),
                       'elan': dict(_ELAN, m_elan=36, c_elan=180, n_share=0)},
              deploy=fold_batchnorm, is_deployed=batchnorm_folded, option_extras=frozenset({'input_range'}),
              summary='ELAN, ELAN-light (ECCV 2022)', detect=detect_elan, input_multiple=elan_arch.input_multiple,
              value_range=elan_arch.value_range, unit_range_args=MappingProxyType(elan_arch.UNIT_RANGE),
-             tags=elan_arch.tags, convert_authors_checkpoint=convert_authors_checkpoint),
+             tags=elan_arch.tags, convert_authors_checkpoint=convert_authors_checkpoint,
+             preset_names={'elan_light': 'ELAN-light', 'elan': 'ELAN'}),
     ArchSpec(ESCRealM, 'upscaling_factor',
              presets={'esc_realm': dict(_ESC, n_blocks=10, exp_ratio=2, mid_dim=48, upsampler='nearest+conv',
                                         unshuffle_mod=True)},
              scales=(1, 2, 3, 4), deploy=fold_geometric_ensemble, is_deployed=geometric_ensemble_folded,
              summary='ESCRealM: multi-scale real-world (x1-x4), unified upsampler', detect=detect_esc_realm,
-             input_multiple=esc_realm_arch.input_multiple, tags=esc_realm_arch.tags),
+             input_multiple=esc_realm_arch.input_multiple, tags=esc_realm_arch.tags,
+             preset_names={'esc_realm': 'ESCRealM'}),
     ArchSpec(ESCLTE, None, presets={'esc_lte': dict(_ESC, hidden_dim=256, imnet_hidden=[256, 256, 256])}, scales=(),
              deploy=fold_esc_lte, is_deployed=esc_lte_folded,
              summary='ESC + LTE: arbitrary scale (query-based decoder)', detect=detect_esc_lte,
-             input_multiple=window_multiple, arbitrary_scale=True, tags=trunk_tags),
+             input_multiple=window_multiple, arbitrary_scale=True, tags=trunk_tags, display_name='ESC-LTE',
+             preset_names={'esc_lte': 'ESC-LTE'}),
 )
 
 _ROWS: dict[str, ArchSpec] = {spec.name: spec for spec in _SPECS}  # tests may add a row (monkeypatch.setitem)

@@ -26,3 +26,12 @@ def subimage_boxes(height: int, width: int, crop_size: int, step: int, thresh_si
     return [(y, x) for y in crop_starts(height, crop_size, step, thresh_size)
             for x in crop_starts(width, crop_size, step, thresh_size)]
 
+
+def fitting_crop(side: int, multiple: int) -> tuple[int, int] | None:
+    """``(crop_size, step)`` that would use an image whose shorter (mod-cropped) side is ``side``: the
+    largest multiple of ``multiple`` (every scale must divide both) not above ``side``, and the
+    recipe's step of half the crop (480/240) rounded down to a multiple. ``None`` if ``side < multiple``."""
+    crop = side // multiple * multiple
+    if crop == 0:
+        return None
+    return crop, max(multiple, crop // 2 // multiple * multiple)

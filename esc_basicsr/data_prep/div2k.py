@@ -25,6 +25,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from ..utils.image_io import DEFAULT_MAX_PIXELS, write_png
 from ..utils.image_markers import png_complete
 from ..utils.matlab_resize import bicubic_resize
 from ..utils.output_paths import same_file
-from .crop import mod_crop, subimage_boxes
+from .crop import fitting_crop, mod_crop, subimage_boxes
 from .lmdb_tools import build_lmdb, remove_stale_lmdbs
 from .report import ImageJob, Outcome, Report, run_parallel
 from .sources import ImageError, check_writable, list_images, read_bgr, safe_stem, source_digest
@@ -86,8 +87,11 @@ def _process(job: _Job) -> Outcome:
         img = mod_crop(img, job.mod)
         h, w = img.shape[:2]
         if h < job.crop_size or w < job.crop_size:
-            raise ImageError(f'{job.source}: too small ({h0}x{w0}; needs at least {job.crop_size}x{job.crop_size} '
-                             f'after cropping to a multiple of {job.mod})')
+            fit = fitting_crop(min(h, w), math.lcm(*(s for s, _ in job.lq_dirs)))
+            use = f'; --crop-size {fit[0]} --step {fit[1]} would use it' if fit else ''
+            return Outcome(str(job.source), 'failed', short_side=min(h, w),
+                           reason=f'too small ({h0}x{w0}, {h}x{w} after cropping to a multiple of {job.mod}) for '
+                                  f'--crop-size {job.crop_size}{use}')
         boxes = subimage_boxes(h, w, job.crop_size, job.step, job.thresh_size)
         keys = [f'{job.stem}_s{i + 1:03d}' for i in range(len(boxes))]
         known = same_source(job, digest)
@@ -214,6 +218,15 @@ def prepare_paired_lmdb(hr_dirs: list[str | Path], out: str | Path, name: str, s
     jobs = [_Job(f, stem, dirs[0], lq_dirs, mod, record_dir, max_pixels, crop_size=crop_size, step=step,
                  thresh_size=thresh_size, compress_level=compress_level) for f, stem in files]
     report.outcomes += run_parallel(_process, jobs, workers, desc=f'{name} sub-images')
+    small = [o.short_side for o in report.outcomes if o.short_side]
+    fit = fitting_crop(min(small), math.lcm(*scales)) if small else None
+    if fit:
+        made = any(o.status != 'failed' for o in report.outcomes)
+        report.hints.append(f'{len(small)} image(s) smaller than --crop-size {crop_size}: --crop-size {fit[0]} '
+                            f'--step {fit[1]} would use all of them (multiples of {math.lcm(*scales)}, which every '
+                            'scale divides' + (f'; with a new --out or --name, since {name}_prepare.json records the '
+                                               'crop parameters' if made else '')
+                            + '; training needs gt_size <= crop size)')
     used = [o for o in report.outcomes if o.status != 'failed']
     keys = sorted(k for o in used for k in o.keys)
     if not keys:

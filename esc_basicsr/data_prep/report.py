@@ -29,6 +29,7 @@ class Outcome:
     keys: list[str] = field(default_factory=list)
     reason: str = ''
     digest: str = ''  # SHA-256 of the source file the outputs were made from
+    short_side: int = 0  # failed as smaller than the crop: its shorter side after mod-cropping
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Report:
     """Outcomes of a run plus free-form notes (LMDBs built/kept); ``exit_code`` is 1 if anything failed."""
     outcomes: list[Outcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)  # what to do about the failures, printed last
 
     @property
     def failed(self) -> list[Outcome]:
@@ -55,6 +57,7 @@ class Report:
         if self.failed:
             lines.append('Skipped because of errors (fix or remove them and run again):')
             lines += [f'  {o.source}: {o.reason}' for o in self.failed]
+        lines += self.hints
         return '\n'.join(lines)
 
 

@@ -3,7 +3,9 @@
 ``python -m basicsr.train`` with a pip-installed BasicSR roots ``experiments/``, ``results/`` and
 ``tb_logger/`` at ``site-packages/`` (its ``__main__`` uses the package's parent folder as
 ``root_path``). ``python -m esc_basicsr.train`` / ``.test`` call the same pipelines with the
-current directory as ``root_path``; everything else is BasicSR's.
+current directory as ``root_path``; everything else is BasicSR's. Called as commands (no ``argv``),
+a failed option check prints ``error: ...`` and exits with 2 (:mod:`.fixes.option_checks`); called
+with ``argv`` (in-process) it raises.
 """
 from __future__ import annotations
 

@@ -39,7 +39,6 @@ class TestSpec:
     test_set: str  # under workdir/datasets, with GTmod12 and lr_folder; also the dataset's ``name``
     lr_folder: str
     scale: float
-    label: str  # the model's name in the table and the figure
 
 
 def log(message: str) -> None:
@@ -186,11 +185,24 @@ def logged_psnr(workdir: Path, name: str) -> float:
     return float(re.findall(r'# psnr: ([\d.]+)', max(logs, key=lambda p: p.stat().st_mtime).read_text())[-1])
 
 
+def trained_network(workdir: Path, spec: TestSpec) -> tuple[str, bool]:
+    """The tested network's name in the table and the figure (``ESC-light``, as ``infer --compare``
+    names it) and whether it renders any scale (then ``infer`` needs ``--scale``)."""
+    import yaml
+
+    from ..archs.presets import display_name
+    from ..archs.table import ARCHITECTURES
+
+    network_g = yaml.safe_load((workdir / 'options' / spec.test_opt).read_text())['network_g']
+    return display_name(network_g), ARCHITECTURES[network_g['type']].arbitrary_scale
+
+
 def test_and_report(workdir: Path, spec: TestSpec, plan: dict, train_seconds: float | None, started: float) -> int:
     """``python -m esc_basicsr.test``, then PSNRs against bicubic, ``demo_result.json`` and
     ``demo_comparison.png``. Returns the exit code: 0 if the model beats bicubic, else 1."""
     from .comparison import summary_table, write_comparison
 
+    label, any_scale = trained_network(workdir, spec)
     shutil.rmtree(workdir / 'results' / spec.name, ignore_errors=True)
     run([sys.executable, '-m', 'esc_basicsr.test', '-opt', f'options/{spec.test_opt}'], cwd=workdir)
     rows = comparison_rows(workdir, spec)
@@ -201,16 +213,20 @@ def test_and_report(workdir: Path, spec: TestSpec, plan: dict, train_seconds: fl
     assert math.isclose(mean_model, logged, abs_tol=1e-3), (mean_model, logged)  # the same measure as BasicSR's
     margin = mean_model - mean_bicubic
     print(f'\nPSNR (dB, Y channel, {math.ceil(spec.scale)}-pixel border), x{spec.scale:g}, held-out photographs:')
-    print(summary_table(rows, spec.label))
-    figure = write_comparison(workdir / 'demo_comparison.png', rows, crop=FIGURE_CROP, model_label=spec.label)
+    print(summary_table(rows, label))
+    figure = write_comparison(workdir / 'demo_comparison.png', rows, crop=FIGURE_CROP, model_label=label)
+    weights = workdir / 'experiments' / spec.name / 'models' / 'net_g_latest.pth'
     total = time.perf_counter() - started
     result = dict(scale=spec.scale, bicubic_psnr=mean_bicubic, model_psnr=mean_model, margin_db=margin,
                   per_image_bicubic=bicubic, per_image_model=model, plan=plan, train_seconds=train_seconds,
-                  total_seconds=total, figure=str(figure))
+                  total_seconds=total, figure=str(figure), weights=str(weights))
     (workdir / 'demo_result.json').write_text(json.dumps(result, indent=1) + '\n')
     verdict = 'beats' if margin > 0 else 'does NOT beat'
     how = f'{train_seconds / 60:.1f} min of training' if train_seconds is not None else 'trained by an earlier run'
-    print(f'\n{spec.label} ({plan["total_iter"]} iterations, {how}) {verdict} bicubic at x{spec.scale:g} by '
+    scale_arg = f' --scale {spec.scale:g}' if any_scale else ''
+    print(f'\n{label} ({plan["total_iter"]} iterations, {how}) {verdict} bicubic at x{spec.scale:g} by '
           f'{margin:+.2f} dB. Demo time: {total / 60:.1f} min. Results: {workdir}/demo_result.json\n'
-          f'Comparison figure (input, bicubic, {spec.label}, ground truth): {figure}', flush=True)
+          f'Comparison figure (input, bicubic, {label}, ground truth): {figure}\n'
+          f'Trained weights (params, params_ema): {weights}\n'
+          f'  use them: python -m esc_basicsr.infer -i YOUR_IMAGES -o OUT --weights {weights}{scale_arg}', flush=True)
     return 0 if margin > 0 else 1

@@ -78,6 +78,8 @@ def test_arbitrary_scale_network_matches_preset_and_builds(path):
     assert extra <= ARCHITECTURES['ESCLTE'].option_extras, f'{path.name}: unexpected keys {extra}'
     assert {k: net[k] for k in expected} == expected, f'{path.name}: network_g differs from preset esc_lte'
     assert type(build_network(net)).__name__ == 'ESCLTE'
+    if path.stem.startswith('test_'):
+        assert load(path)['val']['pbar'] is True, path.name
 
 
 def _check_metrics(opt: dict, scale: int, name: str) -> None:
@@ -114,6 +116,8 @@ def test_data_layout(path):
         assert [d['name'] for d in opt['datasets'].values()] == BENCHMARKS, path.name
     if opt.get('val', {}).get('metrics'):
         _check_metrics(opt, scale, path.name)
+    if path.stem.startswith('test_'):  # BasicSR's progress bar: a test set of 100 images shows it is running
+        assert opt['val']['pbar'] is True, path.name
 
 
 @pytest.mark.parametrize('path', ESC_FILES, ids=lambda p: p.name)

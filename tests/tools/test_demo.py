@@ -97,6 +97,10 @@ def test_arbitrary_scale_demo_end_to_end(tmp_path, capsys):
     assert set(result['per_image_model']) == set(demo_tools.TEST_PHOTOS)
     figure = workdir / 'demo_comparison.png'
     assert f'Comparison figure (input, bicubic, ESC-LTE, ground truth): {figure}' in out
+    weights = workdir / 'experiments' / demo_lte.NAME / 'models' / 'net_g_latest.pth'
+    assert weights.is_file() and result['weights'] == str(weights)
+    assert f'Trained weights (params, params_ema): {weights}\n  use them: python -m esc_basicsr.infer -i ' in out
+    assert out.rstrip().endswith(f'--weights {weights} --scale 2.5')  # ESC-LTE renders the scale it is given
     assert cv2.imread(str(figure)).shape[1] == 4 * 216 + 5 * 6  # 72-pixel crops enlarged 3x
 
 

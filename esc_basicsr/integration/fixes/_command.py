@@ -30,9 +30,12 @@ def running_as_command() -> bool:
 
 
 def report(exc: BaseException, code: int = 2) -> NoReturn:
-    """As a command: print ``error: <exc>`` (one line) and exit with ``code``; else raise ``exc``."""
+    """As a command: print ``error: <exc>`` and exit with ``code``; else raise ``exc``. A message of one
+    line stays one line (wrapped whitespace joined); one that lists several problems (every missing
+    dataset) keeps one line per problem."""
     if not running_as_command():
         raise exc
-    message = ' '.join(str(exc).split()) or type(exc).__name__
+    lines = [' '.join(line.split()) for line in str(exc).splitlines()]
+    message = '\n'.join(line for line in lines if line) or type(exc).__name__
     print(f'error: {message}', file=sys.stderr, flush=True)
     raise SystemExit(code) from None

@@ -3,8 +3,9 @@
 a. ``basicsr.utils.dist_util._init_dist_pytorch`` calls ``torch.cuda.set_device(rank %
    torch.cuda.device_count())`` (``ZeroDivisionError`` without a GPU) and always uses NCCL:
    ``parse_options`` hands ``dist_params`` to the slurm launcher only. Fixed: the backend is
-   ``dist_params.backend`` of the option file (``-opt``) if it sets one, else NCCL with CUDA and
-   gloo without; it is checked to exist on this machine; with CUDA the process takes the GPU
+   ``dist_params.backend`` of the option file (``-opt``) if it sets one (``nccl`` of a GPU option
+   file becomes gloo on a machine without CUDA, said in the start-up line), else NCCL with CUDA
+   and gloo without; it is checked to exist on this machine; with CUDA the process takes the GPU
    ``LOCAL_RANK`` (torchrun's per-node index; BasicSR's global-rank modulo is the same on
    equal nodes).
 b. ``basicsr.models.base_model.BaseModel.model_to_device`` wraps with
@@ -81,7 +82,10 @@ def _fixed_init_dist_pytorch(original: Callable) -> Callable:
     @functools.wraps(original)
     def _init_dist_pytorch(backend='nccl', **kwargs):
         # ``backend`` is init_dist's default ('nccl'), never the user's: BasicSR passes no dist_params here
-        backend = resolve_backend(option_file_backend())
+        requested, note = option_file_backend(), ''
+        if requested == 'nccl' and not torch.cuda.is_available():  # a GPU option file on CPUs: its CPU equivalent
+            requested, note = None, ' (the option file says nccl, which needs CUDA: none here)'
+        backend = resolve_backend(requested)
         rank = int(os.environ['RANK'])
         if torch.cuda.is_available() and torch.cuda.device_count() > 0:
             count = torch.cuda.device_count()
@@ -91,7 +95,7 @@ def _fixed_init_dist_pytorch(original: Callable) -> Callable:
                                    f'{count} processes per node (torchrun --nproc_per_node)')
             torch.cuda.set_device(local_rank)
         if rank == 0:
-            print(f'esc_basicsr: torch.distributed backend {backend!r}, world size '
+            print(f'esc_basicsr: torch.distributed backend {backend!r}{note}, world size '
                   f'{os.environ.get("WORLD_SIZE", "?")}.', flush=True)
         dist.init_process_group(backend=backend, **kwargs)
 

@@ -1,17 +1,28 @@
-"""Fix of ``basicsr.utils.options.parse_options`` (BasicSR 1.4.2): early, clear errors for option files,
-before BasicSR creates (or archives) an experiment folder.
+"""Fix of ``basicsr.utils.options.parse_options`` (BasicSR 1.4.2): option files checked, and made runnable
+on this machine, before BasicSR creates (or archives) an experiment folder.
 
 BasicSR 1.4.2 ends in a Python traceback for a malformed option file (invalid YAML, a missing ``name``,
 ``num_gpu`` or ``datasets``, an unknown network/model/dataset/loss type, a string where a number belongs),
 often after the experiment folder was made; it finds a missing dataset folder only when the dataset is
-built, and a missing ``pretrain_network_*`` only when the model loads it. The ``parse_options`` wrapper
-checks, before BasicSR parses the file, what its parser itself needs (:func:`check_parsable`), and right
-after parsing (``--force_yml`` applied) every ``dataroot_gt``/``dataroot_lq``/``meta_info_file`` of a
-``disk``/``lmdb`` dataset (LMDBs also need ``data.mdb`` and ``meta_info.txt``), every
-``pretrain_network_*`` (unless training resumes), the scale agreement, and the types and registered names
-the pipelines will use (:func:`check_structure`), naming the option file and the key. As a command
-(``python -m basicsr.train``, :mod:`._command`) each is one line and exit code 2. It also hands
-``load_resume_state`` (and ``mkdir_and_rename``) of a ``python -m basicsr.train`` main to their fixes.
+built, a missing ``pretrain_network_*`` only when the model loads it, and CUDA-only settings only when
+they run. The ``parse_options`` wrapper checks, before BasicSR parses the file, what its parser itself
+needs (:func:`check_parsable`), and right after parsing (``--force_yml`` applied):
+
+* on a machine without CUDA, turns the CUDA-only settings of a GPU option file into their CPU
+  equivalents (:func:`adapt_to_cpu`: ``num_gpu`` > 0, ``prefetch_mode: cuda``, ``pin_memory``) and
+  says so in one line; refuses early what has none (BasicSR's Real-ESRGAN models);
+* checks every ``dataroot_gt``/``dataroot_lq``/``meta_info_file`` of a ``disk``/``lmdb`` dataset
+  (LMDBs also need ``data.mdb`` and ``meta_info.txt``; paired folders need LR files named as
+  ``filename_tmpl`` says) and reports every problem at once, naming the option file, the dataset
+  and the path (:func:`check_dataset_paths`); ``ESC_BASICSR_SKIP_MISSING_SETS=1`` runs the
+  validation/test sets that are present instead;
+* checks every ``pretrain_network_*`` (unless training resumes), the scale agreement of ``network_g``,
+  options of the authors' ``ESRModel`` set for another model, and the types and registered names the
+  pipelines will use (:func:`check_structure`).
+
+As a command (``python -m basicsr.train``, ``esc-train``..., :mod:`._command`) each failure is ``error:
+...`` and exit code 2; called in-process it raises. The wrapper also hands ``load_resume_state`` (and
+``mkdir_and_rename``) of a ``python -m basicsr.train`` main to their fixes.
 """
 from __future__ import annotations
 
@@ -28,34 +39,114 @@ from ._command import report
 from ._patching import is_ours, marked, replace
 from .resume import patch_resume_modules, state_iters
 
+# ``ESC_BASICSR_SKIP_MISSING_SETS=1``: validation/test sets whose folders are missing are left out
+SKIP_MISSING_ENV = 'ESC_BASICSR_SKIP_MISSING_SETS'
+# BasicSR's Real-ESRGAN models put their degradation tools on CUDA in __init__; ours run anywhere
+CUDA_ONLY_MODELS = {'RealESRNetModel': 'RealHATMSEModel', 'RealESRGANModel': 'RealHATGANModel'}
+# dataset types that pair GT and LR files by name in two folders (BasicSR's paired_paths_from_folder)
+PAIRED_FOLDER_TYPES = ('PairedImageDataset', 'ArbitraryScalePairedDataset')
+
 
 class DatasetPathError(FileNotFoundError):
-    """A dataset path of an option file does not exist."""
+    """Dataset paths of an option file that BasicSR could not read (all of them, one per line)."""
 
 
 class PretrainPathError(FileNotFoundError):
     """A ``pretrain_network_*`` path of an option file does not exist (and training does not resume)."""
 
 
-def check_dataset_paths(opt: dict, opt_file: str = '?') -> None:
-    """Raise ``DatasetPathError`` naming the first missing data path of a ``disk``/``lmdb`` dataset."""
+def _lq_names_problem(dataset: dict) -> str | None:
+    """Why BasicSR would not find the LR file of every GT file of a paired folder dataset (``None``:
+    it would), with the ``filename_tmpl`` that fits when the LR names are the GT names plus a suffix."""
+    gt_dir, lq_dir = dataset.get('dataroot_gt'), dataset.get('dataroot_lq')
+    if (dataset.get('type') not in PAIRED_FOLDER_TYPES or dataset.get('meta_info_file')
+            or not isinstance(gt_dir, str) or not isinstance(lq_dir, str)
+            or not osp.isdir(gt_dir) or not osp.isdir(lq_dir)):
+        return None
+    gt_files, lq_files = (sorted(e.name for e in os.scandir(d) if e.is_file() and not e.name.startswith('.'))
+                          for d in (gt_dir, lq_dir))  # what BasicSR's scandir lists
+    lq_names = set(lq_files)
+    tmpl = dataset.get('filename_tmpl', '{}')
+    try:
+        missing = [n for n in gt_files if tmpl.format(osp.splitext(n)[0]) + osp.splitext(n)[1] not in lq_names]
+    except (IndexError, KeyError, ValueError, AttributeError):  # not a one-field template: BasicSR will say so
+        return None
+    if not missing:
+        if len(lq_files) != len(gt_files):  # BasicSR asserts equal counts
+            return f'{lq_dir!r} holds {len(lq_files)} files, {gt_dir!r} {len(gt_files)}: keep only the pairs'
+        return None
+    stem, ext = osp.splitext(missing[0])
+    expected = tmpl.format(stem) + ext
+    found = sorted(n for n in lq_files if n.startswith(stem) and n.endswith(ext) and n != expected)
+    hint = ''
+    if found:
+        suffix = found[0][len(stem):len(found[0]) - len(ext)]
+        hint = f' ({lq_dir!r} has {found[0]!r}: set filename_tmpl: \'{{}}{suffix}\' for this dataset)'
+    return (f'{len(missing)} of {len(gt_files)} GT files have no LR file named as filename_tmpl '
+            f'{tmpl!r} says, e.g. {missing[0]!r} -> {expected!r}{hint}')
+
+
+def dataset_problems(opt: dict) -> dict[str, list[str]]:
+    """Phase (``train``, ``val``, ``test_1`` ...) -> what is wrong with the paths of that dataset
+    (missing paths, incomplete LMDBs, LR files not named as ``filename_tmpl`` says); only
+    datasets with problems are listed. ``disk``/``lmdb`` datasets only."""
+    problems: dict[str, list[str]] = {}
     for phase, dataset in (opt.get('datasets') or {}).items():
         backend = (dataset.get('io_backend') or {}).get('type', 'disk')
         if backend not in ('disk', 'lmdb'):
             continue
+        found = []
         for key in ('dataroot_gt', 'dataroot_lq', 'meta_info_file', 'meta_info'):
             path = dataset.get(key)
             if not isinstance(path, str) or not path:
                 continue
-            where = f'{opt_file}: datasets.{phase}.{key} ({dataset.get("name", phase)})'
+            where = f'datasets.{phase}.{key} ({dataset.get("name", phase)})'
             if not osp.exists(path):
-                raise DatasetPathError(f'{where}: {path!r} does not exist (relative paths are resolved from '
-                                       f'{os.getcwd()}; see docs/data.md for the expected layout).')
-            if backend == 'lmdb' and key.startswith('dataroot'):
+                found.append(f'{where}: {path!r} does not exist')
+            elif backend == 'lmdb' and key.startswith('dataroot'):
                 for needed in ('data.mdb', 'meta_info.txt'):
                     if not osp.isfile(osp.join(path, needed)):
-                        raise DatasetPathError(f'{where}: {path!r} is not a complete LMDB ({needed} is missing); '
-                                               'rebuild it with "python -m esc_basicsr.prepare".')
+                        found.append(f'{where}: {path!r} is not a complete LMDB ({needed} is missing); rebuild it '
+                                     'with "python -m esc_basicsr.prepare"')
+        names = _lq_names_problem(dataset) if not found and backend == 'disk' else None
+        if names:
+            found.append(f'datasets.{phase} ({dataset.get("name", phase)}): {names}')
+        if found:
+            problems[phase] = found
+    return problems
+
+
+def _skippable(phase: str) -> bool:
+    return phase.split('_')[0] in ('val', 'test')
+
+
+def check_dataset_paths(opt: dict, opt_file: str = '?') -> list[str]:
+    """Raise ``DatasetPathError`` listing every dataset path problem of ``opt`` (:func:`dataset_problems`).
+
+    With ``ESC_BASICSR_SKIP_MISSING_SETS=1`` validation/test datasets with problems are removed from
+    ``opt`` instead (as long as something is left to test) and their names returned.
+    """
+    problems = dataset_problems(opt)
+    if not problems:
+        return []
+    datasets = opt['datasets']
+    name = {phase: datasets[phase].get('name', phase) for phase in datasets}
+    present = [name[p] for p in datasets if p not in problems and _skippable(p)]
+    skippable = all(_skippable(p) for p in problems) and (present or opt.get('is_train'))
+    if skippable and os.environ.get(SKIP_MISSING_ENV, '').strip().lower() not in ('', '0', 'false', 'no', 'off'):
+        for phase in problems:
+            del datasets[phase]
+        return [name[p] for p in problems]
+    lines = [f'{opt_file}: {len(problems)} of {len(datasets)} datasets cannot be read, '
+             f'{", ".join(name[p] for p in problems)} (relative paths are resolved from {os.getcwd()}; the layout, '
+             'how to prepare it and where the sets come from: docs/data.md):']
+    lines += [f'  {line}' for phase in problems for line in problems[phase]]
+    if skippable:
+        what = f'only {", ".join(present)}' if present else 'without validation'
+        lines.append(f'To run {what}: set {SKIP_MISSING_ENV}=1 (e.g. "{SKIP_MISSING_ENV}=1 python -m esc_basicsr.'
+                     f'{"train" if opt.get("is_train") else "test"} -opt {opt_file}"), or delete the other entries '
+                     'under datasets: in a copy of the option file.')
+    raise DatasetPathError('\n'.join(lines))
 
 
 def _will_resume(opt: dict) -> bool:
@@ -216,6 +307,83 @@ def check_structure(opt: Mapping, source: str, is_train: bool = True) -> None:
             raise OptionFileError(f'{source}: val.val_freq must be a number >= 1, got {val.get("val_freq")!r}')
 
 
+def adapt_to_cpu(opt: dict, opt_file: str = '?', cuda: bool | None = None) -> list[str]:
+    """On a machine without CUDA, turn the CUDA-only settings of a GPU option file into their CPU
+    equivalents, in place; returns what changed (``['datasets.train.prefetch_mode cuda -> ~', ...]``).
+
+    * ``num_gpu`` > 0 -> 0 (``auto`` already is 0 there: BasicSR counts the GPUs);
+    * ``prefetch_mode: cuda`` (BasicSR's ``CUDAPrefetcher`` copies batches to the GPU on a CUDA
+      stream) -> ``~`` (the plain loader, BasicSR's ``CPUPrefetcher``);
+    * ``pin_memory: true`` (page-locked memory for copies to a GPU) -> false.
+
+    Args:
+        cuda: whether CUDA is available (default: ask torch).
+
+    Raises:
+        ValueError: ``model_type`` RealESRNetModel/RealESRGANModel, which need CUDA (BasicSR puts
+            their degradation tools on the GPU); the authors' RealHATMSEModel/RealHATGANModel are
+            the same models with those tools on the model's device.
+    """
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    if cuda:
+        return []
+    model_type = opt.get('model_type')
+    if model_type in CUDA_ONLY_MODELS:
+        raise ValueError(f'{opt_file}: model_type {model_type} needs CUDA (BasicSR 1.4.2 puts its degradation '
+                         f'tools on the GPU) and this machine has none; model_type: {CUDA_ONLY_MODELS[model_type]} '
+                         'trains the same way with them on the CPU (docs/training.md)')
+    changes = []
+    if isinstance(opt.get('num_gpu'), int) and opt['num_gpu'] > 0:
+        changes.append(f'num_gpu {opt["num_gpu"]} -> 0')
+        opt['num_gpu'] = 0
+    for phase, dataset in (opt.get('datasets') or {}).items():
+        if dataset.get('prefetch_mode') == 'cuda':
+            dataset['prefetch_mode'] = None
+            changes.append(f'datasets.{phase}.prefetch_mode cuda -> ~')
+        if dataset.get('pin_memory'):
+            dataset['pin_memory'] = False
+            changes.append(f'datasets.{phase}.pin_memory true -> false')
+    return changes
+
+
+def check_prefetch_mode(opt: dict, opt_file: str = '?') -> None:
+    """Raise ``ValueError`` for a ``prefetch_mode`` BasicSR's training loop would refuse only after
+    creating the experiment folder (an unknown mode; ``cuda`` without ``pin_memory: true``)."""
+    train = (opt.get('datasets') or {}).get('train') or {}
+    mode = train.get('prefetch_mode')
+    if mode not in (None, 'cpu', 'cuda'):
+        raise ValueError(f'{opt_file}: datasets.train.prefetch_mode {mode!r}: BasicSR knows ~, cpu and cuda')
+    if mode == 'cuda' and train.get('pin_memory') is not True:
+        raise ValueError(f'{opt_file}: datasets.train.prefetch_mode cuda needs pin_memory: true (BasicSR\'s '
+                         'CUDAPrefetcher)')
+
+
+def _say(opt: dict, message: str) -> None:
+    """One line on stdout from the first process (BasicSR's logger is not set up yet: its log file
+    is made in the experiment folder, after parsing)."""
+    if opt.get('rank', 0) == 0:
+        print(f'esc_basicsr: {message}', flush=True)
+
+
+def check_options(opt: dict, opt_file: str = '?') -> None:
+    """Everything above, in order: CPU equivalents, datasets, scale, pretrained paths, model options."""
+    changes = adapt_to_cpu(opt, opt_file)
+    if changes:
+        _say(opt, f'no CUDA on this machine, so {opt_file} runs on the CPU: {", ".join(changes)}')
+    check_prefetch_mode(opt, opt_file)
+    skipped = check_dataset_paths(opt, opt_file)
+    if skipped:
+        kept = [d.get('name', p) for p, d in opt['datasets'].items() if _skippable(p)]
+        _say(opt, f'{SKIP_MISSING_ENV}: left out {", ".join(skipped)} (missing or unreadable, see docs/data.md); '
+                  f'running {", ".join(kept) or "no validation"}')
+    check_scale_agreement(opt, opt_file)  # network_g scale == top-level scale
+    check_pretrain_paths(opt, opt_file)
+    check_model_options(opt, opt_file)
+
+
 def _wrap_parse_options(original: Callable) -> Callable:
     @functools.wraps(original)
     def parse_options(root_path: str, is_train: bool = True):
@@ -228,14 +396,9 @@ def _wrap_parse_options(original: Callable) -> Callable:
         opt, args = original(root_path, is_train=is_train)
         source = getattr(args, 'opt', '?')
         try:
-            check_dataset_paths(opt, source)
-            check_scale_agreement(opt, source)  # network_g scale == top-level scale
-            check_pretrain_paths(opt, source)
-            check_model_options(opt, source)
+            check_options(opt, source)
             check_structure(opt, source, is_train)
-        except ValueError as exc:  # DatasetPathError/PretrainPathError (FileNotFoundError) are OSErrors
-            report(exc)
-        except FileNotFoundError as exc:
+        except (ValueError, FileNotFoundError) as exc:  # DatasetPathError/PretrainPathError are OSErrors
             report(exc)
         patch_resume_modules()
         from .experiment_folders import patch_bound_copies
