@@ -15,7 +15,8 @@ from .conftest import FIXTURES, REPO
 # tests/fixtures holds the copies; fixtures not copied yet are read from the shared folder beside the repo
 SHARED_FIXTURES = REPO.parent / 'shared' / 'fixtures'
 FIXTURE_FILES = ['esc_x2.pt', 'esc_light_x4.pt', 'esc_fp_x2.pt', 'esc_real_x4_small.pt', 'esc_real_dysample_x4.pt',
-                 'esc_realm_x2_pixelshuffle_unshuffle.pt', 'elan_light_x4.pt', 'esc_lte_x2.5.pt']
+                 'esc_realm_x2_pixelshuffle_unshuffle.pt', 'elan_light_x4.pt', 'esc_lte_x2.5.pt', 'escrib_x2.pt',
+                 'escrib_flashbias_x4_small.pt']
 REFERENCE_NAMES = {'ESC+LTE': 'ESCLTE'}  # the fixture's reference name -> ours
 
 
