@@ -3,9 +3,9 @@
 Registration into BasicSR (:mod:`esc_basicsr.integration.registration`), the presets
 (:mod:`.presets`), detection (:mod:`.detection`), deployment folding (:mod:`.deploy`), the spandrel
 descriptors (:mod:`esc_basicsr.spandrel`), tiling, test-time padding, checkpoint loading, the attention
-backend the tools set (``--attn``) and the command-line tools' choices all read :data:`ARCHITECTURES`. Adding a network means writing its
-``*_arch.py`` (the network and the functions a row names: detection, folding...) and one
-:class:`ArchSpec` row here.
+backend the tools set (``--attn``) and the command-line tools' choices all read :data:`ARCHITECTURES`.
+Adding a network means writing its ``*_arch.py`` (the network and the functions a row names: detection,
+folding...) and one :class:`ArchSpec` row here.
 
 Floors: the ``*_arch.py`` modules and what they use (:mod:`.esc_trunk`, :mod:`.checkpoint`,
 :mod:`.state_dict_layout`) sit below this module; the modules that read the table (:mod:`.presets`,
