@@ -1,20 +1,31 @@
-"""ESCRIB in BasicSR: its registry entry, and the authors' test recipe (ESRModel pads the whole LR image to a
-multiple of the window before the network) as the test option files run it, with the fixture's weights
-loaded through BasicSR's own loader."""
+"""ESCRIB in BasicSR: its registry entry (the authors' fixtures through it, every CPU backend), and the
+authors' test recipe (ESRModel pads the whole LR image to a multiple of the window before the network)
+as the test option files run it, with the fixture's weights loaded through BasicSR's own loader."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 import esc_basicsr  # noqa: F401  (registers the architectures in BasicSR)
 from esc_basicsr.archs import ESCRIB, network_g
 from esc_basicsr.layers.padding import pad_to_multiple
-from tests.conftest import REPO, load_fixture
+from tests.conftest import REPO, assert_reproduces_fixture, load_fixture
 
 
 def test_registered_class_is_ours() -> None:
     from basicsr.utils.registry import ARCH_REGISTRY
 
     assert ARCH_REGISTRY.get('ESCRIB') is ESCRIB
+
+
+@pytest.mark.parametrize('backend', ['naive', 'sdpa', 'flex', 'auto'])
+@pytest.mark.parametrize('name', ['escrib_x2.pt', 'escrib_flashbias_x4_small.pt'])
+def test_fixtures_through_the_registry(name: str, backend: str) -> None:
+    """Built as BasicSR builds it (``ARCH_REGISTRY.get(type)(**network_g)``), strict loading, every CPU backend."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    fix = load_fixture(name)
+    assert_reproduces_fixture(ARCH_REGISTRY.get(fix['arch'])(**fix['kwargs'], attn_backend=backend), fix)
 
 
 def test_test_option_files_pad_as_the_authors() -> None:
