@@ -59,6 +59,10 @@ class ArchSpec:
         detect: state_dict -> constructor arguments (scale included), or ``None`` if the weights are
             not of this architecture (``None``: not detectable). Beside each network; the helpers
             they share are in :mod:`.state_dict_layout`.
+        not_in_weights: constructor arguments the weights may leave open: ``detect`` answers a
+            documented default for them (ELAN's ``window_sizes``, ESCRIB's ``window_size`` of RIB
+            weights), which ``from_state_dict(sd, **overrides)`` or an option file replaces. Besides
+            these, the weights fix every argument but ``option_extras``.
         input_multiple: configuration -> the input size its computation is aligned to (window grid,
             input unshuffling included): tiles and test-time padding use multiples of it.
             ``None``: 1 (no grid).
@@ -94,6 +98,7 @@ class ArchSpec:
     backend_arg: str | None = 'attn_type'
     summary: str = ''
     detect: Callable[[StateDict], dict[str, Any] | None] | None = None
+    not_in_weights: frozenset[str] = frozenset()
     input_multiple: Callable[[Kwargs], int] | None = None
     value_range: Callable[[Kwargs], float] | None = None
     unit_range_args: Mapping[str, Any] = field(default_factory=dict)
@@ -147,8 +152,8 @@ _SPECS = (
              presets={'elan_light': dict(_ELAN, m_elan=24, c_elan=60, n_share=1),
                       'elan': dict(_ELAN, m_elan=36, c_elan=180, n_share=0)},
              deploy=fold_batchnorm, is_deployed=batchnorm_folded, option_extras=frozenset({'input_range'}),
-             backend_arg=None,
-             summary='ELAN, ELAN-light (ECCV 2022)', detect=detect_elan, input_multiple=elan_arch.input_multiple,
+             backend_arg=None, summary='ELAN, ELAN-light (ECCV 2022)', detect=detect_elan,
+             not_in_weights=frozenset({'window_sizes'}), input_multiple=elan_arch.input_multiple,
              value_range=elan_arch.value_range, unit_range_args=MappingProxyType(elan_arch.UNIT_RANGE),
              tags=elan_arch.tags, convert_authors_checkpoint=convert_authors_checkpoint),
     ArchSpec(ESCRealM, 'upscaling_factor',
@@ -170,7 +175,8 @@ _SPECS = (
              option_extras=frozenset({'attn_backend'}), backend_arg='attn_backend', supports_half=True,
              supports_bfloat16=True,
              summary='ESC-RIB (2026): RIB or FlashBias attention on plain fused kernels, 64x64 windows',
-             detect=detect_esc_rib, input_multiple=window_multiple, tags=esc_rib_arch.tags,
+             detect=detect_esc_rib, not_in_weights=frozenset({'window_size'}), input_multiple=window_multiple,
+             tags=esc_rib_arch.tags,
              convert_checkpoint=convert_upsampler_checkpoint),
 )
 
