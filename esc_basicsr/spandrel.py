@@ -1,4 +1,5 @@
-"""spandrel support: ESC, ESC-FP, ESC-Real, ESCRealM, ELAN and ESC-LTE in spandrel's registry.
+"""spandrel support: every architecture of esc_basicsr's table (ESC, ESC-FP, ESC-Real, ESCRealM, ELAN, ESC-LTE,
+ESC-RIB) in spandrel's registry.
 
 spandrel (the model loader behind chaiNNer and other upscaling tools) recognises architectures from
 a state_dict alone. :func:`install` adds ours, using the detectors of the architecture table

@@ -18,7 +18,8 @@ FIXTURES = Path(os.environ.get('ESC_BASICSR_FIXTURES', REPO / 'tests' / 'fixture
 SHARED_FIXTURES = REPO.parent / 'shared' / 'fixtures'
 # every reference fixture, one or more per architecture
 FIXTURE_FILES = ['esc_x2.pt', 'esc_light_x4.pt', 'esc_fp_x2.pt', 'esc_real_x4_small.pt', 'esc_real_dysample_x4.pt',
-                 'esc_realm_x2_pixelshuffle_unshuffle.pt', 'elan_light_x4.pt', 'esc_lte_x2.5.pt']
+                 'esc_realm_x2_pixelshuffle_unshuffle.pt', 'elan_light_x4.pt', 'esc_lte_x2.5.pt', 'escrib_x2.pt',
+                 'escrib_flashbias_x4_small.pt']
 REFERENCE_NAMES = {'ESC+LTE': 'ESCLTE'}  # a fixture's reference architecture name -> ours
 # a tiny ESC-LTE (network_g without type) for the BasicSR and command-line tests
 TINY_ESC_LTE = dict(dim=16, pdim=4, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,

@@ -6,7 +6,7 @@ arguments off the key layout and tensor shapes (helpers in :mod:`.state_dict_lay
 ``None`` when the state_dict is not of its family. :func:`detect` asks every row of the table and
 :func:`from_state_dict` builds and loads the one that answers. Torch only (no BasicSR).
 
-What the weights fix and what they do not:
+What the weights fix and what they do not (each detector's docstring says it for its network):
 
 * ESC family: every size argument (``dim``, ``pdim``, ``kernel_size``, ``n_blocks``, ``conv_blocks``,
   ``window_size`` from the ``(heads, (2w-1)^2)`` bias table, ``num_heads``, ``exp_ratio``, ``use_ln``),

@@ -10,11 +10,14 @@ output; LayerNorm before the last convolution; the SST upsampler.
 
 Constructor arguments are the authors' (``attn_type: RIB`` or ``FlashBias`` selects the attention kind);
 parameter names match their checkpoints, which load with ``strict=True`` (a checkpoint of another scale
-is converted first, as theirs: :func:`convert_upsampler_scale`).
+is converted first, as theirs: :func:`convert_upsampler_scale`). Beside the network, what its row of the
+architecture table names: detection from a state_dict (:func:`detect_esc_rib`), the checkpoint conversion
+(:func:`convert_upsampler_checkpoint`) and the descriptor tags (:func:`tags`).
 """
 from __future__ import annotations
 
-from typing import Mapping
+import math
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
@@ -22,10 +25,11 @@ import torch.nn as nn
 from ..layers import ESCBlock, LayerNorm2d
 from ..layers.attention_backends import ATTN_TYPES, normalize_attn_type
 from ..layers.memory_format import to_preferred_format
-from ..layers.rib_attention import FlashBiasAttention, LowRankWindowAttention, RIBAttention
+from ..layers.rib_attention import FlashBiasAttention, LowRankWindowAttention, RIBAttention, default_rank
 from ..layers.skip_upsampler import SkipUpsampler
-from .checkpoint import convert_subpixel_scale
-from .esc_trunk import SharedKernelTrunk, fold_geometric_ensemble
+from .checkpoint import convert_subpixel_scale, subpixel_scale
+from .esc_trunk import SharedKernelTrunk, fold_geometric_ensemble, trunk_tags
+from .state_dict_layout import LayoutError, StateDict, count, expansion_ratio, has, has_prefix, indices
 
 ATTENTION_KINDS = ('RIB', 'FlashBias')
 # attention types of the authors' code that esc_basicsr does not build for ESCRIB
@@ -75,6 +79,14 @@ def convert_upsampler_scale(state_dict: Mapping[str, torch.Tensor], scale: int,
         raise ValueError(f'unknown upsampler_type {upsampler_type!r}')
     colors = 3 if upsampler_type == 'pixelshuffle_direct' else weight.shape[1]
     return convert_subpixel_scale(state_dict, scale, prefix=f'{prefix}.up_conv', colors=colors)
+
+
+def convert_upsampler_checkpoint(state_dict: Mapping[str, torch.Tensor],
+                                 kwargs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """``state_dict`` of an ESCRIB made loadable into the configuration ``kwargs`` (constructor arguments
+    with defaults): :func:`convert_upsampler_scale` to ``upscaling_factor`` for its ``upsampler_type``
+    (the table's ``convert_checkpoint``; :meth:`ESCRIB.load_state_dict` applies it)."""
+    return convert_upsampler_scale(state_dict, kwargs['upscaling_factor'], kwargs['upsampler_type'])
 
 
 class ESCRIB(SharedKernelTrunk):
@@ -140,9 +152,10 @@ class ESCRIB(SharedKernelTrunk):
         return self.upsampler(self.trunk(x), x)
 
     def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False):
-        """``nn.Module.load_state_dict`` after :func:`convert_upsampler_scale` (a checkpoint of another
+        """``nn.Module.load_state_dict`` after :func:`convert_upsampler_checkpoint` (a checkpoint of another
         scale initialises this one, as in the authors' code; logged)."""
-        state_dict = convert_upsampler_scale(state_dict, self.upsampler.upscaling_factor, self.upsampler_type)
+        state_dict = convert_upsampler_checkpoint(
+            state_dict, {'upscaling_factor': self.upscaling_factor, 'upsampler_type': self.upsampler_type})
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def convert(self) -> ESCRIB:
@@ -152,3 +165,72 @@ class ESCRIB(SharedKernelTrunk):
 
     def extra_repr(self) -> str:
         return f'attn_type={self.attn_kind!r}, upscaling_factor={self.upscaling_factor}'
+
+
+# ------------------------------------------------------------------------------- table entries
+
+RIB_WINDOW = 64  # ESC-RIB's window: what detection answers for RIB weights, which do not fix it
+
+
+def tags(kwargs: Mapping[str, Any]) -> list[str]:
+    """The trunk's size and the attention: ``['64dim', '5blocks', 'window 64', 'RIB rank 16']``."""
+    rank = next((r for r in (kwargs['rank'], kwargs['flashbias_rank']) if r is not None), None)
+    rank = default_rank(kwargs['dim'] // kwargs['num_heads']) if rank is None else rank
+    return trunk_tags(kwargs) + [f'{attention_kind(kwargs["attn_type"])} rank {rank}']
+
+
+def _skip_upsampler(sd: StateDict) -> dict[str, Any]:
+    """``upscaling_factor``, ``upsampler_type`` (and ``intermediate_dim``) of an ESCRIB ``upsampler``
+    (:class:`~esc_basicsr.layers.SkipUpsampler`). ``nn+conv`` at x3 (one x3 step) has the layout of x2
+    (one x2 step): a power of two is assumed."""
+    if 'upsampler.feature_conv.weight' in sd:  # pixelshuffle: dim -> F, F -> F r^2, F -> 3
+        nf = sd['upsampler.feature_conv.weight'].shape[0]
+        scale = subpixel_scale(sd['upsampler.up_conv.weight'].shape[0], nf)
+        return dict(upscaling_factor=scale, upsampler_type='pixelshuffle', intermediate_dim=nf)
+    if 'upsampler.f.0.weight' in sd:  # nn+conv: dim -> F, log2(r) x [up, F -> F], F -> 3
+        convs = indices(sd, r'upsampler\.f\.(\d+)\.weight')
+        return dict(upscaling_factor=2 ** (len(convs) - 2), upsampler_type='nn+conv',
+                    intermediate_dim=sd['upsampler.f.0.weight'].shape[0])
+    if 'upsampler.up_conv.weight' in sd:  # pixelshuffle_direct: dim -> 3 r^2
+        return dict(upscaling_factor=subpixel_scale(sd['upsampler.up_conv.weight'].shape[0]),
+                    upsampler_type='pixelshuffle_direct')
+    raise LayoutError('ESCRIB upsampler: no up_conv or f.* weights')
+
+
+def detect_esc_rib(sd: StateDict, window_size: int = RIB_WINDOW) -> dict[str, Any] | None:
+    """ESCRIB (any size): ESC's blocks with RIB (``to_hidden``/``to_q``/``to_k``) or FlashBias
+    (``flashbias_q``/``flashbias_k``) attention instead of a bias table, ``last.0/1``, ``upsampler.*``.
+
+    The weights fix every size argument, the attention kind and rank, RIB's hidden width and
+    frequencies, the gate, ``use_ln``, the upsampler and the scale. FlashBias factors
+    ``(heads, w*w, rank)`` fix the window; RIB weights do not (its MLP runs over coordinates of any
+    window): ``window_size`` is then ESC-RIB's :data:`RIB_WINDOW` unless given (or overridden:
+    ``from_state_dict(sd, window_size=32)``). Not ``attn_backend`` (a backend choice, default ``auto``).
+    """
+    attn = 'blocks.0.attn.'
+    if not (has(sd, 'plk_filter', 'proj.weight', 'last.1.weight', f'{attn}to_qkv.weight')
+            and has_prefix(sd, 'upsampler.')):
+        return None
+    if has(sd, f'{attn}to_hidden', f'{attn}to_q', f'{attn}to_k'):
+        heads, hidden_dim, rank = sd[f'{attn}to_q'].shape
+        n_in = sd[f'{attn}to_hidden'].shape[0]
+        if (n_in - 2) % 4:
+            raise LayoutError(f'RIB to_hidden has {n_in} inputs, not 2 + 4 * n_freqs')
+        kind = dict(attn_type='RIB', rank=rank, rib_hidden_dim=hidden_dim, rib_n_freqs=(n_in - 2) // 4)
+    elif has(sd, f'{attn}flashbias_q', f'{attn}flashbias_k'):
+        heads, n, rank = sd[f'{attn}flashbias_q'].shape
+        window_size = math.isqrt(n)
+        if window_size * window_size != n:
+            raise LayoutError(f'flashbias_q {tuple(sd[f"{attn}flashbias_q"].shape)} is not (heads, w*w, rank)')
+        kind = dict(attn_type='FlashBias', rank=rank)
+    else:
+        return None
+    dim, kernel = sd['proj.weight'].shape[0], sd['plk_filter']
+    n_blocks = count(sd, r'blocks\.(\d+)\.conv_out\.weight', 'blocks')
+    conv_blocks = count(sd, r'blocks\.0\.pconvs\.(\d+)\.aggr\.weight', 'ConvAttn modules')
+    hidden = sd['blocks.0.convffns.0.proj.weight'].shape[0]
+    gate = 'DWC' if f'{attn}gate.1.weight' in sd else 'Linear' if f'{attn}gate.0.weight' in sd else None
+    return dict(dim=dim, pdim=kernel.shape[0], kernel_size=kernel.shape[-1], n_blocks=n_blocks,
+                conv_blocks=conv_blocks, window_size=window_size, num_heads=heads,
+                exp_ratio=expansion_ratio(hidden, dim), use_ln='blocks.0.lns.0.weight' in sd, **kind,
+                gate_type=gate, **_skip_upsampler(sd))

@@ -2,10 +2,10 @@
 
 Registration into BasicSR (:mod:`esc_basicsr.integration.registration`), the presets
 (:mod:`.presets`), detection (:mod:`.detection`), deployment folding (:mod:`.deploy`), the spandrel
-descriptors (:mod:`esc_basicsr.spandrel`), tiling, test-time padding, checkpoint loading and the
-command-line tools' choices all read :data:`ARCHITECTURES`. Adding a network means writing its
-``*_arch.py`` (the network and the functions a row names: detection, folding...) and one
-:class:`ArchSpec` row here.
+descriptors (:mod:`esc_basicsr.spandrel`), tiling, test-time padding, checkpoint loading, the attention
+backend the tools set (``--attn``) and the command-line tools' choices all read :data:`ARCHITECTURES`.
+Adding a network means writing its ``*_arch.py`` (the network and the functions a row names: detection,
+folding...) and one :class:`ArchSpec` row here.
 
 Floors: the ``*_arch.py`` modules and what they use (:mod:`.esc_trunk`, :mod:`.checkpoint`,
 :mod:`.state_dict_layout`) sit below this module; the modules that read the table (:mod:`.presets`,
@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.nn as nn
 
-from . import elan_arch, esc_realm_arch
+from . import elan_arch, esc_realm_arch, esc_rib_arch
 from .checkpoint import convert_subpixel_checkpoint
 from .elan_arch import ELAN, batchnorm_folded, convert_authors_checkpoint, detect_elan, fold_batchnorm
 from .esc_arch import ESC, detect_esc
@@ -29,6 +29,7 @@ from .esc_fp_arch import ESCFP, detect_esc_fp
 from .esc_lte_arch import ESCLTE, detect_esc_lte, esc_lte_folded, fold_esc_lte
 from .esc_real_arch import ESCReal, detect_esc_real
 from .esc_realm_arch import ESCRealM, detect_esc_realm
+from .esc_rib_arch import ESCRIB, convert_upsampler_checkpoint, detect_esc_rib
 from .esc_trunk import fold_geometric_ensemble, geometric_ensemble_folded, trunk_tags, window_multiple
 
 Kwargs = Mapping[str, Any]
@@ -50,10 +51,18 @@ class ArchSpec:
         deploy: in-place folding of training-time re-parameterisations (``None``: nothing to fold).
         is_deployed: whether ``deploy`` was already applied to a model.
         option_extras: ``network_g`` keys an option file may add to a preset (not part of the variant).
+        backend_arg: the constructor argument that picks the attention backend
+            (``auto|naive|sdpa|flex``), which the tools' ``--attn`` sets: ``attn_type`` in the ESC family,
+            ``attn_backend`` in ESCRIB (whose ``attn_type`` is the authors' attention kind, part of the
+            variant). ``None``: no backend to choose (ELAN). One of ``option_extras``.
         summary: one line for the documentation.
         detect: state_dict -> constructor arguments (scale included), or ``None`` if the weights are
             not of this architecture (``None``: not detectable). Beside each network; the helpers
             they share are in :mod:`.state_dict_layout`.
+        not_in_weights: constructor arguments the weights may leave open: ``detect`` answers a
+            documented default for them (ELAN's ``window_sizes``, ESCRIB's ``window_size`` of RIB
+            weights), which ``from_state_dict(sd, **overrides)`` or an option file replaces. Besides
+            these, the weights fix every argument but ``option_extras``.
         input_multiple: configuration -> the input size its computation is aligned to (window grid,
             input unshuffling included): tiles and test-time padding use multiples of it.
             ``None``: 1 (no grid).
@@ -89,8 +98,10 @@ class ArchSpec:
     deploy: Callable[[nn.Module], nn.Module] | None = None
     is_deployed: Callable[[nn.Module], bool] | None = None
     option_extras: frozenset[str] = frozenset({'attn_type'})
+    backend_arg: str | None = 'attn_type'
     summary: str = ''
     detect: Callable[[StateDict], dict[str, Any] | None] | None = None
+    not_in_weights: frozenset[str] = frozenset()
     input_multiple: Callable[[Kwargs], int] | None = None
     value_range: Callable[[Kwargs], float] | None = None
     unit_range_args: Mapping[str, Any] = field(default_factory=dict)
@@ -110,6 +121,8 @@ class ArchSpec:
             raise ValueError(f'{self.name}: an arbitrary-scale network has no scale argument')
         if not set(self.unit_range_args) <= self.option_extras:
             raise ValueError(f'{self.name}: unit_range_args must be option_extras')
+        if self.backend_arg is not None and self.backend_arg not in self.option_extras:
+            raise ValueError(f'{self.name}: backend_arg {self.backend_arg!r} must be one of option_extras')
 
     @property
     def name(self) -> str:
@@ -129,9 +142,9 @@ class ArchSpec:
 
 _ESC = dict(dim=64, pdim=16, kernel_size=13, n_blocks=5, conv_blocks=5, window_size=32, num_heads=4, exp_ratio=1.25)
 _ELAN = dict(colors=3, r_expand=2, act_type='relu', window_sizes=[4, 8, 16], rgb_range=255)
-# supports_half/bfloat16: fp16/bf16 casts are checked against float32 by tests/archs/test_spandrel.py for every
-# architecture (trained-like magnitudes: calibrated fixtures, default initialisation for ESC, whose
-# fixtures' random weights overflow fp16)
+# supports_half/bfloat16: fp16/bf16 casts are checked against float32 by tests/archs/test_spandrel.py for
+# every architecture (trained-like magnitudes: calibrated fixtures, default initialisation for ESC, whose
+# fixtures' random weights overflow fp16; ESCRIB both: on a CPU fp16 < 0.1%, bf16 < 1% mean relative error)
 
 _SPECS = (
     ArchSpec(ESC, 'upscaling_factor',
@@ -153,7 +166,8 @@ _SPECS = (
              presets={'elan_light': dict(_ELAN, m_elan=24, c_elan=60, n_share=1),
                       'elan': dict(_ELAN, m_elan=36, c_elan=180, n_share=0)},
              deploy=fold_batchnorm, is_deployed=batchnorm_folded, option_extras=frozenset({'input_range'}),
-             summary='ELAN, ELAN-light (ECCV 2022)', detect=detect_elan, input_multiple=elan_arch.input_multiple,
+             backend_arg=None, summary='ELAN, ELAN-light (ECCV 2022)', detect=detect_elan,
+             not_in_weights=frozenset({'window_sizes'}), input_multiple=elan_arch.input_multiple,
              value_range=elan_arch.value_range, unit_range_args=MappingProxyType(elan_arch.UNIT_RANGE),
              tags=elan_arch.tags, convert_authors_checkpoint=convert_authors_checkpoint,
              preset_names={'elan_light': 'ELAN-light', 'elan': 'ELAN'}),
@@ -169,6 +183,18 @@ _SPECS = (
              summary='ESC + LTE: arbitrary scale (query-based decoder)', detect=detect_esc_lte,
              input_multiple=window_multiple, arbitrary_scale=True, tags=trunk_tags, display_name='ESC-LTE',
              preset_names={'esc_lte': 'ESC-LTE'}),
+    # the authors' options/test/ESCRIB_X{2,3,4}.yaml; attn_type (RIB / FlashBias) is their attention kind, part
+    # of the variant, and the backend is attn_backend
+    ArchSpec(ESCRIB, 'upscaling_factor',
+             presets={'esc_rib': dict(_ESC, window_size=64, attn_type='RIB', rank=16, rib_hidden_dim=32,
+                                      rib_n_freqs=10, gate_type='DWC')},
+             deploy=fold_geometric_ensemble, is_deployed=geometric_ensemble_folded,
+             option_extras=frozenset({'attn_backend'}), backend_arg='attn_backend', supports_half=True,
+             supports_bfloat16=True,
+             summary='ESC-RIB (2026): RIB or FlashBias attention on plain fused kernels, 64x64 windows',
+             detect=detect_esc_rib, not_in_weights=frozenset({'window_size'}), input_multiple=window_multiple,
+             tags=esc_rib_arch.tags, convert_checkpoint=convert_upsampler_checkpoint, display_name='ESC-RIB',
+             preset_names={'esc_rib': 'ESC-RIB'}),
 )
 
 _ROWS: dict[str, ArchSpec] = {spec.name: spec for spec in _SPECS}  # tests may add a row (monkeypatch.setitem)
@@ -204,6 +230,14 @@ def network_value_range(network_g: Mapping[str, Any]) -> float | None:
     if spec is None:
         return None
     return 1.0 if spec.value_range is None else float(spec.value_range(spec.arguments(network_g)))
+
+
+def backend_argument(network_type: str) -> str | None:
+    """The constructor argument that picks the attention backend (``ArchSpec.backend_arg``) of the
+    architecture registered as ``network_type``; ``None`` when it has none or is not an esc_basicsr
+    architecture (BasicSR's own)."""
+    spec = ARCHITECTURES.get(network_type)
+    return None if spec is None else spec.backend_arg
 
 
 def with_unit_range(network_g: Mapping[str, Any]) -> dict[str, Any]:

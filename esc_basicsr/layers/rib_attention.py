@@ -23,12 +23,8 @@ import torch.nn as nn
 
 from .attention_backends import low_rank_attention, normalize_attn_type, resolve_low_rank_backend
 from .attention_gate import attention_gate
-from .export_state import is_exporting
-from .padding import pad_to_multiple
+from .windows import attend_in_windows
 
-# Inference processes the image in strips of window rows whose q/k/v hold at most this many elements
-# (16 MB fp32), as WindowAttention does.
-_STRIP_QKV_ELEMS = 4 * 1024 * 1024
 # the authors' rank when none is given: q' and k' are 256 wide (the largest head dim of the flash kernels)
 _FLASH_WIDTH = 256
 
@@ -62,7 +58,8 @@ class LowRankWindowAttention(nn.Module):
 
     Subclasses own the positional parameters and return the factors from :meth:`positional_factors`.
     The input is reflect-padded on the bottom/right to a multiple of the window (any size down to 1x1),
-    attended and cropped back; no shifted windows. With a gate:
+    attended and cropped back (:func:`~.windows.attend_in_windows`, as :class:`~.window_attention.WindowAttention`);
+    no shifted windows. With a gate:
     ``out = to_out(attention(x) * gate(x))``, else ``to_out(attention(x))``.
 
     Args:
@@ -99,40 +96,23 @@ class LowRankWindowAttention(nn.Module):
     def rank(self) -> int:
         return self.positional_factors()[0].shape[-1]
 
+    def backend(self, device: torch.device, dtype: torch.dtype | None = None,
+                requires_grad: bool | None = None) -> str:
+        """The backend this layer's attention runs on ``device`` (``naive`` or ``sdpa``:
+        :func:`~esc_basicsr.layers.attention_backends.resolve_low_rank_backend`; the same for every dtype
+        and with or without gradients, arguments kept for the interface of the window attentions)."""
+        return resolve_low_rank_backend(self.attn_type, device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
-        b, c, h, w = x.shape
-        ws = self.window_size
         gate = self.gate(x) if self.gate is not None else None
-        xp = pad_to_multiple(x, ws)
-        hp, wp = xp.shape[-2:]
-        nh, nw = hp // ws, wp // ws
-        backend = resolve_low_rank_backend(self.attn_type, x.device)
+        backend = self.backend(x.device)
         pos_q, pos_k = self.positional_factors()  # once per forward, shared by every window
-        if torch.is_grad_enabled() or is_exporting():
-            out = self._attend_rows(xp, nw, backend, pos_q, pos_k)
-        else:
-            rows = max(1, _STRIP_QKV_ELEMS // (b * ws * wp * 3 * c))
-            out = xp.new_empty(b, hp, wp, c)  # channels-last storage, filled strip by strip
-            for r0 in range(0, nh, rows):
-                strip = xp[:, :, r0 * ws:(r0 + rows) * ws]
-                out[:, r0 * ws:r0 * ws + strip.shape[2]] = self._attend_rows(strip, nw, backend, pos_q, pos_k)
-        out = out.permute(0, 3, 1, 2)[:, :, :h, :w]
+        out = attend_in_windows(x, self.window_size, self.num_heads, self.to_qkv,
+                                lambda q, k, v: low_rank_attention(q, k, v, pos_q, pos_k, backend))
         if gate is not None:
             out = out * gate
         return self.to_out(out)
-
-    def _attend_rows(self, x: torch.Tensor, nw: int, backend: str, pos_q: torch.Tensor,
-                     pos_k: torch.Tensor) -> torch.Tensor:
-        """Attention of a window-aligned ``(B, C, r*w, nw*w)`` strip -> ``(B, r*w, nw*w, C)``."""
-        b, c, hs, wp = x.shape
-        ws, heads, hd = self.window_size, self.num_heads, self.head_dim
-        nh = hs // ws
-        # channels (qkv, heads, head_dim), windows (b, row, col), tokens row-major inside a window
-        qkv = self.to_qkv(x).permute(0, 2, 3, 1).reshape(b, nh, ws, nw, ws, 3, heads, hd)
-        q, k, v = (t.reshape(b * nh * nw, heads, ws * ws, hd) for t in qkv.permute(5, 0, 1, 3, 6, 2, 4, 7).unbind(0))
-        out = low_rank_attention(q, k, v, pos_q, pos_k, backend)
-        return out.reshape(b, nh, nw, heads, ws, ws, hd).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, hs, wp, c)
 
     def extra_repr(self) -> str:
         return f'dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}, rank={self.rank}, ' \

@@ -1,5 +1,5 @@
 """What ``python -m esc_basicsr.benchmark`` measures, and measuring it: the rows (presets, BasicSR
-architectures, checkpoints; one per attention backend of the ESC family), the sizes and repetitions
+architectures, checkpoints; one per attention backend where the architecture has one), the sizes and repetitions
 decided from the arguments, and the round-robin run over the rows with each row measured by
 :mod:`.benchmark_worker` (in a fresh process by default). The table and files: :mod:`.benchmark_report`.
 """
@@ -58,11 +58,12 @@ def make_entries(models: Sequence[str], basicsr_archs: Sequence[str], backends: 
                  scale: int) -> tuple[list[Entry], list[str]]:
     """Benchmark rows for ``models`` (preset names or ``swinir_light``) and ``basicsr_archs``.
 
-    Architectures that take ``attn_type`` (the ESC family) get one row per backend. Returns the
-    rows and notes (models skipped, caveats).
+    Architectures with an attention backend (the table's ``backend_arg``) get one row per backend.
+    Returns the rows and notes (models skipped, caveats).
     """
     from ..archs.presets import PRESETS
-    from .loading import accepts, architecture, complete_network_g, network_from_preset
+    from ..archs.table import backend_argument
+    from .loading import complete_network_g, network_from_preset
 
     entries: list[Entry] = []
     notes: list[str] = []
@@ -81,7 +82,7 @@ def make_entries(models: Sequence[str], basicsr_archs: Sequence[str], backends: 
 
     out: list[Entry] = []
     for entry in entries:
-        if not accepts(architecture(entry.network_g['type']), 'attn_type'):
+        if backend_argument(entry.network_g['type']) is None:
             out.append(entry)
             continue
         for backend in backends:
@@ -115,10 +116,11 @@ def weights_entries(paths: Sequence[str], scale: int | None) -> tuple[list[Entry
 
 
 def expand_backends(entry: Entry, backends: Sequence[str]) -> list[Entry]:
-    """One row per attention backend for the ESC family (``attn_type``), else the row itself."""
-    from .loading import accepts, architecture
+    """One row per attention backend for architectures with one (the table's ``backend_arg``), else the
+    row itself."""
+    from ..archs.table import backend_argument
 
-    if not accepts(architecture(entry.network_g['type']), 'attn_type'):
+    if backend_argument(entry.network_g['type']) is None:
         return [entry]
     if len(backends) == 1 and backends[0] == 'auto':
         return [Entry(entry.label, entry.network_g, 'auto')]

@@ -38,7 +38,7 @@ import torch.nn as nn
 
 from ..archs.checkpoint import CheckpointError, describe_fit, extract_state_dict, fit_problems, validate_state_dict
 from ..archs.deploy import deploy as deploy_model
-from ..archs.table import network_value_range, with_unit_range
+from ..archs.table import backend_argument, network_value_range, with_unit_range
 from ..utils.options import CHANNEL_KEYS, SCALE_KEYS, network_scale, read_option_file
 
 
@@ -90,11 +90,6 @@ def architecture(type_name: str) -> type:
     return ARCH_REGISTRY.get(type_name)
 
 
-def accepts(cls: type, name: str) -> bool:
-    """Whether ``cls``'s constructor takes a keyword argument ``name``."""
-    return name in inspect.signature(cls).parameters
-
-
 def complete_network_g(network_g: Mapping[str, Any], scale: int | None = None) -> dict[str, Any]:
     """Copy of ``network_g`` with a missing scale argument and missing RGB channel counts filled in
     (for BasicSR archs named on the command line, e.g. ``EDSR`` needs ``num_in_ch``)."""
@@ -116,13 +111,16 @@ def build_network(network_g: Mapping[str, Any], attn_type: str | None = None) ->
 
     Args:
         network_g: ``{'type': name, **constructor_arguments}``.
-        attn_type: attention backend (``naive|sdpa|flex|auto``) for architectures that take
-            ``attn_type`` (the ESC family); ignored by others. ``None`` keeps ``network_g``'s.
+        attn_type: attention backend (``naive|sdpa|flex|auto``), given to the architecture's backend
+            argument (the table's ``backend_arg``: the ESC family's ``attn_type``, ESCRIB's
+            ``attn_backend``); ignored by architectures without one. ``None`` keeps ``network_g``'s.
     """
     opt = copy.deepcopy(dict(network_g))
-    cls = architecture(opt.pop('type'))
-    if attn_type is not None and accepts(cls, 'attn_type'):
-        opt['attn_type'] = attn_type
+    name = opt.pop('type')
+    cls = architecture(name)
+    arg = backend_argument(name)
+    if attn_type is not None and arg is not None:
+        opt[arg] = attn_type
     return cls(**opt)
 
 
@@ -258,7 +256,8 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
             the weights' scale.
         scale: upscaling factor; must agree with the weights' (with ``opt`` it overrides nothing).
         Without ``opt``/``preset`` (and no deployed meta) the network is read off the weights.
-        attn_type: attention backend of the ESC family (``auto|naive|sdpa|flex``).
+        attn_type: attention backend (``auto|naive|sdpa|flex``) where the architecture has one
+            (:func:`build_network`).
         param_key: checkpoint entry holding the weights (default: ``params_ema``, then ``params``).
         strict: ``load_state_dict(strict=...)``.
         fold: apply :func:`esc_basicsr.archs.deploy.deploy` (inference form, eval mode).

@@ -202,7 +202,7 @@ class Case:
     def sizes(self, model: nn.Module) -> list[tuple[int, int]]:
         """1x1, 7x9, whole cells of the window grid (no padding) and the last size, odd and just over one
         cell (padded, several windows)."""
-        m = input_multiple(self.spec, model)
+        m = int(self.spec.input_multiple(self.spec.arguments(self.kwargs()))) if self.spec.input_multiple else 1
         return [(1, 1), (7, 9), (m, 2 * m), (m + 3, m + 5)]
 
 

@@ -4,6 +4,7 @@
 the same order, and the same tensors as the code of commit 349a764 (before the shared ESC trunk
 builder): the order in which parameters are created decides both the initial values (RNG
 consumption) and the order of the optimiser's state, which resuming relies on.
+ESC-RIB's (``esc_rib_x*``), which came after the builder, are those of its code as merged (ec4666b).
 
 The values are those of this torch build at 2 threads (as the tests run, tests/conftest.py):
 LAPACK's QR behind ``nn.init.orthogonal_`` rounds differently with other thread counts. Record once

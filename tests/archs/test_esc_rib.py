@@ -1,5 +1,6 @@
 """ESCRIB (ESC-RIB, FlashBias ESC): the authors' fixtures in every backend, batches, sizes, training,
-deployment folding, the scale-converting load, ONNX export and constructor errors (CPU)."""
+deployment folding, the scale-converting load, ONNX export, constructor errors, and its row of the
+architecture table: preset, parameter counts, detection from weights alone (CPU)."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from esc_basicsr.archs import ESCRIB, convert_upsampler_scale
+from esc_basicsr.archs import ARCHITECTURES, ESCRIB, build, convert_upsampler_scale, detect, from_state_dict, \
+    network_g, network_input_multiple
+from esc_basicsr.archs.esc_rib_arch import RIB_WINDOW
 from esc_basicsr.archs.deploy import fold_geometric_ensemble, geometric_ensemble_folded
 from esc_basicsr.layers import attention_backends
 from esc_basicsr.layers.config import ATTN_ENV, attn_override
@@ -265,3 +268,90 @@ def test_flashbias_rank_is_used_when_rank_is_not_given() -> None:
     assert net.blocks[0].attn.flashbias_q.shape == (2, 64, 7)
     net = ESCRIB(**dict(TINY, upscaling_factor=2, rank=3), flashbias_rank=7)
     assert net.blocks[0].attn.to_q.shape[-1] == 3
+
+
+# ------------------------------------------------------------------ the table row: preset, detection
+
+def test_preset_is_the_authors_test_configuration() -> None:
+    """options/test/ESCRIB_X{2,3,4}.yaml of the authors' SST repository (../shared/reference/PAPER.md)."""
+    for scale in (2, 3, 4):
+        assert network_g('esc_rib', scale) == dict(
+            type='ESCRIB', dim=64, pdim=16, kernel_size=13, n_blocks=5, conv_blocks=5, window_size=64, num_heads=4,
+            exp_ratio=1.25, attn_type='RIB', rank=16, rib_hidden_dim=32, rib_n_freqs=10, gate_type='DWC',
+            upscaling_factor=scale)
+    spec = ARCHITECTURES['ESCRIB']
+    assert spec.scales == (2, 3, 4) and spec.backend_arg == 'attn_backend' and spec.option_extras == {'attn_backend'}
+    assert network_input_multiple(network_g('esc_rib', 2)) == 64
+    assert [sum(p.numel() for p in build('esc_rib', s).parameters()) for s in (2, 3, 4)] == \
+        [1_007_796, 1_016_451, 1_028_568]
+
+
+def test_row_converts_checkpoints_as_the_network_loads_them() -> None:
+    spec = ARCHITECTURES['ESCRIB']
+    src = tiny('RIB', 2, upsampler_type='pixelshuffle', intermediate_dim=6).state_dict()
+    kwargs = spec.arguments(dict(TINY, upscaling_factor=4, upsampler_type='pixelshuffle', intermediate_dim=6))
+    converted = spec.convert_checkpoint(src, kwargs)
+    expected = convert_upsampler_scale(src, 4, 'pixelshuffle')
+    assert converted.keys() == expected.keys() and all(torch.equal(converted[k], expected[k]) for k in expected)
+
+
+def _round_trip(kwargs: dict) -> None:
+    torch.manual_seed(0)
+    name, found = detect(ESCRIB(**kwargs).state_dict())
+    assert (name, found) == ('ESCRIB', kwargs)
+
+
+RIB_CASES = [
+    dict(upscaling_factor=2, gate_type='DWC', upsampler_type='pixelshuffle_direct', use_ln=False, rib_n_freqs=10),
+    dict(upscaling_factor=3, gate_type='Linear', upsampler_type='pixelshuffle_direct', use_ln=True, rib_n_freqs=0),
+    dict(upscaling_factor=4, gate_type=None, upsampler_type='pixelshuffle', intermediate_dim=12, use_ln=False,
+         rib_n_freqs=3),
+    dict(upscaling_factor=3, gate_type='DWC', upsampler_type='pixelshuffle', intermediate_dim=20, use_ln=True,
+         rib_n_freqs=2),
+    dict(upscaling_factor=2, gate_type='DWC', upsampler_type='nn+conv', intermediate_dim=12, use_ln=False,
+         rib_n_freqs=4),
+    dict(upscaling_factor=4, gate_type='Linear', upsampler_type='nn+conv', intermediate_dim=16, use_ln=True,
+         rib_n_freqs=1),
+]
+SIZES = dict(dim=24, pdim=8, kernel_size=7, n_blocks=2, conv_blocks=3, num_heads=2)
+
+
+@pytest.mark.parametrize('case', RIB_CASES)
+def test_rib_detection_round_trip(case: dict) -> None:
+    _round_trip(dict(SIZES, window_size=RIB_WINDOW, exp_ratio=1.5, attn_type='RIB', rank=5, rib_hidden_dim=12,
+                     **case))
+
+
+@pytest.mark.parametrize('window, rank, scale', [(8, 6, 2), (12, 232, 4), (4, 3, 3)])
+def test_flashbias_detection_reads_the_window_from_the_factors(window: int, rank: int, scale: int) -> None:
+    _round_trip(dict(SIZES, window_size=window, exp_ratio=2.0, use_ln=False, attn_type='FlashBias', rank=rank,
+                     gate_type='DWC', upscaling_factor=scale, upsampler_type='pixelshuffle_direct'))
+
+
+def test_rib_window_is_a_documented_default_and_can_be_overridden() -> None:
+    fix = load_fixture('escrib_x2.pt')
+    assert detect(fix['state_dict'])[1]['window_size'] == RIB_WINDOW == 64
+    model = from_state_dict(fix['state_dict'], window_size=32)
+    assert model.blocks[0].attn.window_size == 32
+    with torch.no_grad():
+        out = model(fix['input'])
+    assert out.shape == fix['output'].shape and (out - fix['output']).abs().max() > 1e-3  # another network
+
+
+def test_nn_conv_x3_reads_as_x2() -> None:
+    """One x3 step has the layout of one x2 step: detection assumes a power of two (documented)."""
+    sd = ESCRIB(**dict(SIZES, window_size=8, upscaling_factor=3, upsampler_type='nn+conv', intermediate_dim=8,
+                       rank=4)).state_dict()
+    assert detect(sd)[1]['upscaling_factor'] == 2
+
+
+def test_esc_and_escrib_are_told_apart() -> None:
+    assert detect(build('esc', 2, n_blocks=1, conv_blocks=1).state_dict())[0] == 'ESC'
+    assert detect(build('esc_rib', 2, n_blocks=1, conv_blocks=1).state_dict())[0] == 'ESCRIB'
+
+
+def test_tags() -> None:
+    spec = ARCHITECTURES['ESCRIB']
+    assert spec.tags(spec.arguments(network_g('esc_rib', 4))) == ['64dim', '5blocks', 'window 64', 'RIB rank 16']
+    default_rank = spec.arguments(dict(SIZES, window_size=8, upscaling_factor=2, attn_type='flashbias'))
+    assert spec.tags(default_rank)[-1] == 'FlashBias rank 244'  # 256 - head dim 12

@@ -67,7 +67,8 @@ def _relative_error(desc, x: torch.Tensor, dtype: torch.dtype) -> float:
 
 
 @pytest.mark.parametrize('name', ['esc_fp_x2.pt', 'esc_real_x4_small.pt', 'esc_real_dysample_x4.pt',
-                                  'esc_realm_x2_pixelshuffle_unshuffle.pt', 'elan_light_x4.pt', 'esc_lte_x2.5.pt'])
+                                  'esc_realm_x2_pixelshuffle_unshuffle.pt', 'elan_light_x4.pt', 'esc_lte_x2.5.pt',
+                                  'escrib_x2.pt', 'escrib_flashbias_x4_small.pt'])
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_reduced_precision_flags_hold(name: str, dtype: torch.dtype, registry) -> None:
     """The descriptors' half/bf16 flags: close to float32 on weights with trained-like magnitudes

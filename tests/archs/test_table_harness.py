@@ -22,7 +22,7 @@ from esc_basicsr.layers.attention_backends import ATTN_TYPES, flex_available
 from esc_basicsr.tools.onnx_export import EXPORTABLE_BACKENDS, export_onnx, verify_onnx
 
 from tests.archs.harness import Case, all_cases, constructor_arguments, full_presets, input_range, \
-    is_arbitrary_scale, max_abs_diff, n_params, one_scale_each, strict_fp32_cuda, table_fact, takes
+    is_arbitrary_scale, max_abs_diff, n_params, one_scale_each, strict_fp32_cuda, table_fact
 from tests.conftest import requires_cuda
 
 CASES = all_cases()
@@ -114,6 +114,9 @@ def test_detection_and_rebuild_from_weights(case: Case) -> None:
     state = model.state_dict()
     name, found = detect(state)
     assert name == case.spec.name
+    # what the weights leave open (ESCRIB's RIB window), as the case has it
+    given = {k: v for k, v in case.kwargs().items() if k in table_fact(case.spec, 'not_in_weights', ())}
+    found = {**found, **given}
     expected, detected = constructor_arguments(case.spec, case.kwargs()), constructor_arguments(case.spec, found)
     differ = {k: (expected.get(k), detected.get(k)) for k in expected.keys() | detected.keys()
               if expected.get(k) != detected.get(k)}
@@ -124,7 +127,7 @@ def test_detection_and_rebuild_from_weights(case: Case) -> None:
             twin = case.spec.cls(**found)
             twin.load_state_dict(state, strict=True)
             assert torch.equal(case.run(twin.eval(), x), ref), f'detected arguments differ (ours, detected): {differ}'
-        rebuilt = from_state_dict(state)
+        rebuilt = from_state_dict(state, **given)
         assert type(rebuilt) is case.spec.cls and not rebuilt.training
         assert torch.equal(case.run(rebuilt, x), ref)
 
@@ -132,7 +135,7 @@ def test_detection_and_rebuild_from_weights(case: Case) -> None:
 # ---------------------------------------------------------------------------------- attention backends
 
 CPU_BACKENDS = [b for b in ATTN_TYPES if b != 'auto' and (b != 'flex' or flex_available())]
-ATTENTION_CASES = cases_where(lambda c: takes(c.spec, 'attn_type'))
+ATTENTION_CASES = cases_where(lambda c: c.spec.backend_arg is not None)
 
 
 @pytest.mark.parametrize('case', ATTENTION_CASES, ids=ids(ATTENTION_CASES))
@@ -141,7 +144,7 @@ def test_attention_backends_agree(case: Case) -> None:
     x = case.input(reference, 1, *case.sizes(reference)[-1])  # several windows, padded
     outs = {}
     for backend in CPU_BACKENDS:
-        model = case.build(seed=1, realistic=False, attn_type=backend)
+        model = case.build(seed=1, realistic=False, **{case.spec.backend_arg: backend})
         model.load_state_dict(reference.state_dict(), strict=True)
         with torch.no_grad():
             outs[backend] = case.run(model, x)
@@ -191,7 +194,8 @@ EXPORT_CASES = [case for case in one_scale_each(CASES) if exportable(case)]
 def test_onnx_export_parity(case: Case, tmp_path) -> None:
     """The project's exporter (dynamic batch, height, width; deployed weights) against PyTorch with
     onnxruntime at sizes and batches other than the traced one, down to 1x1."""
-    overrides = {'attn_type': EXPORTABLE_BACKENDS[-1]} if takes(case.spec, 'attn_type') else {}
+    backend_arg = case.spec.backend_arg
+    overrides = {backend_arg: EXPORTABLE_BACKENDS[-1]} if backend_arg is not None else {}
     model = deploy(case.build(**overrides))
     h, w = case.sizes(model)[-1]
     path = str(tmp_path / f'{case.id}.onnx')

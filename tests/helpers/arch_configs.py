@@ -23,7 +23,8 @@ ARBITRARY_SCALE = 2.5  # what architectures without a fixed scale (ESC-LTE) rend
 
 
 def accepts_attn_type(spec: ArchSpec) -> bool:
-    return 'attn_type' in spec.option_extras
+    """Whether the architecture has an attention backend to choose (the table's ``backend_arg``)."""
+    return spec.backend_arg is not None
 
 
 def small_kwargs(name: str) -> dict[str, Any]:
@@ -46,12 +47,13 @@ def scale_of(name: str) -> float:
 
 
 def small_model(name: str, attn_type: str | None = None) -> nn.Module:
-    """A small ``name`` (``attn_type`` where the architecture has one) called as ``model(x)``:
+    """A small ``name`` (``attn_type``: the attention backend, given to the row's ``backend_arg`` where the
+    architecture has one) called as ``model(x)``:
     ``(B, 3, h, w)`` -> ``(B, 3, s*h, s*w)`` (arbitrary-scale networks render at :data:`ARBITRARY_SCALE`)."""
     spec = ARCHITECTURES[name]
     kwargs = small_kwargs(name)
     if attn_type is not None and accepts_attn_type(spec):
-        kwargs['attn_type'] = attn_type
+        kwargs[spec.backend_arg] = attn_type
     model = calibrate_batchnorm(spec.cls(**kwargs))
     return FixedScale(model, ARBITRARY_SCALE) if spec.scale_arg is None else model
 

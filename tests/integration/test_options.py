@@ -1,7 +1,7 @@
 """Every option file parses, agrees with its preset, builds, and follows the data layout (docs/data.md).
 
 The preset comes from the file name: ``{train,test}_<Variant>_x<s>[_stage<k>].yml`` with Variant in
-ESC, ESC_light, ESC_FP, ESC_XL, ESC_Real, ESC_RealM, ELAN, ELAN_light (-> ``esc``, ``esc_light``, ...).
+ESC, ESC_light, ESC_FP, ESC_XL, ESC_Real, ESC_RealM, ESC_RIB, ELAN, ELAN_light (-> ``esc``, ``esc_light``, ...).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def parse_name(path: Path) -> tuple[str, int]:
 
 def test_expected_esc_files_exist():
     names = {p.name for p in OPTION_FILES}
-    for variant in ('ESC', 'ESC_light', 'ESC_FP', 'ESC_XL'):
+    for variant in ('ESC', 'ESC_light', 'ESC_FP', 'ESC_XL', 'ESC_RIB'):
         for s in (2, 3, 4):
             assert f'train_{variant}_x{s}.yml' in names
             assert f'test_{variant}_x{s}.yml' in names

@@ -1,10 +1,10 @@
-"""WindowAttention's inference path (strips of window rows, one bias gather) equals the whole-image path."""
+"""The window attentions' inference path (strips of window rows, one bias gather) equals the whole-image path."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from esc_basicsr.layers import WindowAttention, attention_backends
+from esc_basicsr.layers import FlashBiasAttention, RIBAttention, WindowAttention, attention_backends, windows
 from esc_basicsr.layers import window_attention as window_attention_module
 
 
@@ -20,11 +20,38 @@ def test_strips_equal_the_whole_image(attn_type, monkeypatch):
     original = attention_backends.relative_position_bias
     monkeypatch.setattr(window_attention_module, 'relative_position_bias',
                         lambda *a: gathers.append(1) or original(*a))
-    monkeypatch.setattr(window_attention_module, '_STRIP_QKV_ELEMS', 2 * 4 * 12 * 3 * 8)  # one window row a strip
+    monkeypatch.setattr(windows, 'STRIP_QKV_ELEMS', 2 * 4 * 12 * 3 * 8)  # one window row a strip
     with torch.no_grad():
         strips = layer(x)
     torch.testing.assert_close(strips, whole, atol=1e-5, rtol=0)
     assert len(gathers) == (0 if attn_type == 'flex' else 1)  # once for the 4 strips, not per strip
+
+
+@pytest.mark.parametrize('attn_type', ['naive', 'sdpa'])
+@pytest.mark.parametrize('kind', ['RIB', 'FlashBias'])
+def test_low_rank_strips_equal_the_whole_image(kind, attn_type, monkeypatch):
+    """RIB / FlashBias attention share the strips (esc_basicsr.layers.windows): the positional factors are
+    computed once per forward, however many strips."""
+    torch.manual_seed(0)
+    if kind == 'RIB':
+        layer = RIBAttention(8, 4, 2, rank=3, hidden_dim=6, n_freqs=2, gate_type='DWC', attn_type=attn_type)
+    else:
+        layer = FlashBiasAttention(8, 4, 2, rank=3, gate_type='Linear', attn_type=attn_type)
+    layer.eval()
+    x = torch.randn(2, 8, 13, 10)
+    whole = layer(x)
+    calls = []
+    original = attention_backends.low_rank_attention
+    monkeypatch.setattr('esc_basicsr.layers.rib_attention.low_rank_attention',
+                        lambda *a: calls.append(1) or original(*a))
+    factors = []
+    real_factors = type(layer).positional_factors
+    monkeypatch.setattr(type(layer), 'positional_factors', lambda self: factors.append(1) or real_factors(self))
+    monkeypatch.setattr(windows, 'STRIP_QKV_ELEMS', 2 * 4 * 12 * 3 * 8)  # one window row a strip
+    with torch.no_grad():
+        strips = layer(x)
+    torch.testing.assert_close(strips, whole, atol=1e-5, rtol=0)
+    assert len(calls) == 4 and len(factors) == 1
 
 
 @pytest.mark.parametrize('name', ['esc_light', 'esc_rib'])

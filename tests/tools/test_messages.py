@@ -18,7 +18,7 @@ def test_every_preset_and_architecture_has_a_display_name() -> None:
     for spec in ARCHITECTURES.values():  # ArchSpec refuses a row whose presets are not all named
         assert set(spec.preset_names) == set(spec.presets) and spec.label
     for preset, spec in ((p, ARCHITECTURES[PRESETS[p]['type']]) for p in PRESETS):
-        extra = {'attn_type': 'sdpa'} if 'attn_type' in spec.option_extras else {'input_range': 1.0}
+        extra = {spec.backend_arg: 'sdpa'} if spec.backend_arg else dict(spec.unit_range_args)
         for scale in spec.scales or (1,):
             assert preset_of(network_g(preset, scale)) == preset
             assert preset_of(network_g(preset, scale, **extra)) == preset  # the backend/range is no variant
