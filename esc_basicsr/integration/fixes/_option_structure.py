@@ -1,0 +1,134 @@
+"""What BasicSR's option parser and pipelines need of an option file (part of :mod:`.option_checks`).
+
+BasicSR 1.4.2 ends in a Python traceback for a malformed option file (invalid YAML, a missing ``name``,
+``num_gpu`` or ``datasets``, an unknown network/model/dataset/loss type, a string where a number
+belongs), often after the experiment folder was made. :func:`check_parsable` checks what its parser
+reads, before it runs; :func:`check_structure` the types and registered names the pipelines use.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from typing import Any, Mapping
+
+from ...utils.options import OptionFileError, check_network_g, load_option_yaml
+
+
+def option_file_argument(argv: list[str] | None = None) -> str | None:
+    """The ``-opt`` argument of ``argv`` (default ``sys.argv``), without parsing anything else."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('-opt', type=str, default=None)
+    args, _ = parser.parse_known_args((sys.argv if argv is None else argv)[1:])
+    return args.opt
+
+
+def read_option_file(path: str) -> Any:
+    """The option file as BasicSR reads it (its YAML loader); :class:`OptionFileError` if it cannot be read."""
+    from basicsr.utils.options import ordered_yaml
+
+    return load_option_yaml(path, '-opt', ordered_yaml()[0])
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any, minimum: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum
+
+
+def _mapping(opt: Mapping, key: str, where: str, source: str) -> Mapping:
+    value = opt.get(key)
+    if key not in opt:
+        raise OptionFileError(f'{source}: missing {key!r}{where}')
+    if not isinstance(value, Mapping):
+        raise OptionFileError(f'{source}: {key!r}{where} must be a mapping (key: value lines), got {value!r}')
+    return value
+
+
+def check_parsable(opt: Any, source: str, is_train: bool = True) -> None:
+    """What BasicSR's ``parse_options`` itself reads: a mapping with ``name`` (text), ``num_gpu`` (an int or
+    ``auto``), ``manual_seed`` (an int, if set), ``datasets`` (a mapping of mappings) and ``path`` (a mapping).
+
+    Raises:
+        OptionFileError: naming ``source`` and the key.
+    """
+    if not isinstance(opt, Mapping):
+        raise OptionFileError(f'{source}: not a BasicSR option file (a YAML mapping with name, model_type, num_gpu, '
+                              f'datasets, network_g, path, ...), got {type(opt).__name__} {str(opt)[:60]!r}')
+    if not isinstance(opt.get('name'), str) or not opt.get('name'):
+        raise OptionFileError(f'{source}: missing \'name\' (the experiment name, a text)' if 'name' not in opt
+                              else f'{source}: \'name\' must be a text, got {opt["name"]!r}')
+    if 'num_gpu' not in opt:
+        raise OptionFileError(f'{source}: missing \'num_gpu\' (0 for the CPU, a count, or auto)')
+    if not (opt['num_gpu'] == 'auto' or (_is_int(opt['num_gpu']) and opt['num_gpu'] >= 0)):
+        raise OptionFileError(f'{source}: \'num_gpu\' must be an integer >= 0 or auto, got {opt["num_gpu"]!r}')
+    if opt.get('manual_seed') is not None and not _is_int(opt['manual_seed']):
+        raise OptionFileError(f'{source}: \'manual_seed\' must be an integer, got {opt["manual_seed"]!r}')
+    datasets = _mapping(opt, 'datasets', '', source)
+    for phase, dataset in datasets.items():
+        if not isinstance(dataset, Mapping):
+            raise OptionFileError(f'{source}: datasets.{phase} must be a mapping, got {dataset!r}')
+    _mapping(opt, 'path', '', source)
+
+
+def _registered(registry, name: Any, what: str, source: str) -> None:
+    """Refuse a name ``registry.get`` would not find (it also tries BasicSR's ``<name>_basicsr`` suffix)."""
+    if not isinstance(name, str) or (name not in registry and f'{name}_basicsr' not in registry):
+        close = difflib.get_close_matches(str(name), list(registry._obj_map), n=2)
+        hint = f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
+        raise OptionFileError(f'{source}: {what} {name!r} is not registered in BasicSR{hint}')
+
+
+def check_structure(opt: Mapping, source: str, is_train: bool = True) -> None:
+    """The types and registered names the train/test pipelines use: ``model_type``, every ``network_*``
+    (its arguments too), each dataset's ``type`` (and batch size and workers for training), and for
+    training the ``train`` (``total_iter``, optimizer/scheduler/loss types) and ``logger`` sections.
+
+    Raises:
+        OptionFileError: naming ``source`` and the key.
+    """
+    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
+
+    if 'model_type' not in opt:
+        raise OptionFileError(f'{source}: missing \'model_type\' (e.g. SRModel)')
+    _registered(MODEL_REGISTRY, opt['model_type'], 'model_type', source)
+    for key in [k for k in opt if str(k).startswith('network_')]:
+        try:
+            check_network_g(opt[key], ARCH_REGISTRY._obj_map, f'{source}: {key}')
+        except ValueError as exc:
+            raise OptionFileError(str(exc)) from None
+    phases = opt['datasets']
+    if is_train and 'train' not in phases:
+        raise OptionFileError(f'{source}: datasets has no \'train\' entry (phases: {list(phases)})')
+    for phase, dataset in phases.items():
+        where = f'datasets.{phase}'
+        if is_train and phase != 'train' and not str(phase).startswith('val'):
+            raise OptionFileError(f'{source}: {where}: a training option file has phases train and val*, not {phase!r}')
+        _registered(DATASET_REGISTRY, dataset.get('type'), f'{where}.type', source)
+        if 'io_backend' in dataset and not isinstance(dataset['io_backend'], Mapping):
+            raise OptionFileError(f'{source}: {where}.io_backend must be a mapping such as {{type: disk}}')
+        if is_train and phase == 'train':
+            for key, minimum in (('batch_size_per_gpu', 1), ('num_worker_per_gpu', 0)):
+                if not _is_int(dataset.get(key)) or dataset[key] < minimum:
+                    raise OptionFileError(f'{source}: {where}.{key} must be an integer >= {minimum}, '
+                                          f'got {dataset.get(key)!r}')
+    if not is_train:
+        return
+    train = _mapping(opt, 'train', '', source)
+    if not _is_number(train.get('total_iter'), 1):
+        raise OptionFileError(f'{source}: train.total_iter must be a number >= 1, got {train.get("total_iter")!r}')
+    for key, value in train.items():
+        if str(key).startswith(('optim_', 'scheduler')) and not (isinstance(value, Mapping) and 'type' in value):
+            raise OptionFileError(f'{source}: train.{key} must be a mapping with a type, got {value!r}')
+        if str(key).endswith('_opt') and isinstance(value, Mapping) and 'type' in value:
+            _registered(LOSS_REGISTRY, value['type'], f'train.{key}.type', source)
+    logger = _mapping(opt, 'logger', '', source)
+    for key in ('print_freq', 'save_checkpoint_freq'):
+        if not _is_number(logger.get(key), 1):
+            raise OptionFileError(f'{source}: logger.{key} must be a number >= 1, got {logger.get(key)!r}')
+    if opt.get('val') is not None:
+        val = _mapping(opt, 'val', '', source)
+        if not _is_number(val.get('val_freq'), 1):
+            raise OptionFileError(f'{source}: val.val_freq must be a number >= 1, got {val.get("val_freq")!r}')
