@@ -6,13 +6,10 @@ import math
 import cv2
 import numpy as np
 import pytest
-import torch
-import yaml
 
 from esc_basicsr.infer import main as infer_main
 from esc_basicsr.tools.comparison import (ComparisonRow, align_gt, bicubic_upscale, nearest_upscale, pick_crop,
                                           psnr_y, render_comparison, to_uint8, write_comparison)
-from esc_basicsr.tools.loading import build_network
 
 Y_WEIGHTS_RGB = np.array([65.481, 128.553, 24.966]) / 255  # ITU-R BT.601 luma, as BasicSR's bgr2ycbcr
 
@@ -120,16 +117,11 @@ def test_figure_layout_is_pixel_exact(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ infer --compare
-TINY = dict(type='ESC', dim=16, pdim=8, kernel_size=13, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
-            upscaling_factor=2)
 
 
 @pytest.fixture(scope='module')
-def tiny(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp('compare')
-    torch.manual_seed(0)
-    torch.save({'params': build_network(TINY).state_dict()}, root / 'net.pth')
-    (root / 'opt.yml').write_text(yaml.safe_dump({'scale': 2, 'network_g': TINY}))
+def tiny(net) -> dict:
+    root = net['root']
     src, gt_dir = root / 'in', root / 'gt'
     src.mkdir()
     gt_dir.mkdir()

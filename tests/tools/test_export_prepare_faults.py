@@ -13,23 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from esc_basicsr import export as export_module
 from esc_basicsr import prepare
 
-TINY = dict(type='ESC', dim=16, pdim=8, kernel_size=13, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
-            upscaling_factor=2)
 
-
-@pytest.fixture(scope='module')
-def net(tmp_path_factory) -> dict:
-    from esc_basicsr.tools.loading import build_network
-
-    root = tmp_path_factory.mktemp('net')
-    torch.manual_seed(0)
-    torch.save({'params': build_network(TINY).state_dict()}, root / 'net.pth')
-    return {'weights': str(root / 'net.pth'), 'root': root}
 
 
 def exit_code(func, argv: list[str]) -> int:

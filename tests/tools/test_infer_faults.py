@@ -19,24 +19,13 @@ import torch
 import yaml
 from PIL import Image as PILImage
 
+from tests.tools.conftest import TINY
 from esc_basicsr import infer as infer_module
 from esc_basicsr.infer import main as infer
 from esc_basicsr.utils import image_io
 from esc_basicsr.utils.output_paths import list_inputs
 
-TINY = dict(type='ESC', dim=16, pdim=8, kernel_size=13, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
-            upscaling_factor=2)
 
-
-@pytest.fixture(scope='module')
-def net(tmp_path_factory) -> dict:
-    from esc_basicsr.tools.loading import build_network
-
-    root = tmp_path_factory.mktemp('net')
-    torch.manual_seed(0)
-    torch.save({'params': build_network(TINY).state_dict()}, root / 'net.pth')
-    (root / 'opt.yml').write_text(yaml.safe_dump({'scale': 2, 'network_g': TINY}))
-    return {'weights': str(root / 'net.pth'), 'opt': str(root / 'opt.yml')}
 
 
 def run(net: dict, src, out, *extra: str, weights: str | None = None, opt: str | None = None) -> int:

@@ -17,9 +17,9 @@ import yaml
 from PIL import Image as PILImage
 from PIL import ImageOps
 
+from tests.tools.conftest import TINY
 from esc_basicsr import prepare
 from esc_basicsr.infer import main as infer
-from esc_basicsr.tools.loading import build_network
 from esc_basicsr.tools.options_check import check_network_g
 from esc_basicsr.utils import atomic
 from esc_basicsr.utils.image_io import ImageReadError, ImageWriteError, compose, plan_output, read_bgr8, read_image
@@ -28,8 +28,6 @@ from esc_basicsr.utils.output_paths import OutputPathError, check_distinct_files
 
 from tests.conftest import read_lmdb_image
 
-TINY = dict(type='ESC', dim=16, pdim=8, kernel_size=13, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
-            upscaling_factor=2)
 
 
 def smooth(h: int, w: int) -> np.ndarray:
@@ -40,14 +38,6 @@ def smooth(h: int, w: int) -> np.ndarray:
 def rgb8(h: int = 12, w: int = 16, shift: int = 0) -> np.ndarray:
     return (np.roll(smooth(h, w), shift, axis=1) * 255).round().astype(np.uint8)
 
-
-@pytest.fixture(scope='module')
-def net(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp('net')
-    torch.manual_seed(0)
-    torch.save({'params': build_network(TINY).state_dict()}, root / 'net.pth')
-    (root / 'opt.yml').write_text(yaml.safe_dump({'scale': 2, 'network_g': TINY}))
-    return {'weights': str(root / 'net.pth'), 'opt': str(root / 'opt.yml'), 'root': root}
 
 
 def run(net: dict, src, out, *extra: str, opt: str | None = None, weights: str | None = None) -> int:
