@@ -20,9 +20,6 @@ from esc_basicsr.archs.elan_arch import convert_authors_checkpoint
 from esc_basicsr.archs.presets import build, network_g
 from esc_basicsr.archs.table import (ARCHITECTURES, ArchSpec, network_input_multiple, network_value_range, presets,
                                      with_unit_range)
-from esc_basicsr.layers.lte import FixedScale
-
-from ..helpers.arch_configs import ARBITRARY_SCALE, calibrate_batchnorm, small_kwargs
 
 CONFIGS = [(preset, scale) for preset, (spec, _) in presets().items() for scale in spec.scales or (2,)]
 
@@ -98,33 +95,6 @@ def test_convert_checkpoint_loads_another_scale(name: str) -> None:
     via_load = build(preset, 3)
     via_load.load_state_dict(x2, strict=True)  # the network's load_state_dict applies the same conversion
     assert all(torch.equal(a, b) for a, b in zip(via_load.state_dict().values(), x3.state_dict().values()))
-
-
-def _plain(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in kwargs.items()}
-
-
-@pytest.mark.parametrize('name', sorted(ARCHITECTURES))
-def test_weights_fix_every_argument_but_the_declared_ones(name: str) -> None:
-    """Detection reads every constructor argument off the weights but ``option_extras`` and the row's
-    ``not_in_weights`` (small configurations whose windows are not the defaults: ESCRIB's RIB window 10,
-    not 64); given those, ``from_state_dict`` rebuilds the network exactly."""
-    spec = ARCHITECTURES[name]
-    kwargs = small_kwargs(name)
-    torch.manual_seed(0)
-    model = calibrate_batchnorm(spec.cls(**kwargs)).eval()
-    sd = model.state_dict()
-    found_name, found = detect(sd)
-    assert found_name == name
-    expected, detected = _plain(spec.arguments(kwargs)), _plain(spec.arguments(found))
-    differ = {k for k in expected if expected[k] != detected[k]} - spec.option_extras
-    assert differ <= spec.not_in_weights, {k: (expected[k], detected[k]) for k in differ}
-    rebuilt = from_state_dict(sd, **{k: kwargs[k] for k in spec.not_in_weights | spec.option_extras if k in kwargs})
-    if spec.arbitrary_scale:
-        model, rebuilt = FixedScale(model, ARBITRARY_SCALE), FixedScale(rebuilt, ARBITRARY_SCALE)
-    x = torch.rand(1, 3, 13, 11, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        assert torch.equal(rebuilt(x), model(x))
 
 
 def test_authors_checkpoint_conversion_is_declared() -> None:
