@@ -127,14 +127,16 @@ def write_deployed(args: argparse.Namespace, model: Any, network: Any) -> None:
     print(f'deployed checkpoint: {args.output} ({network.network_g["type"]} x{network.scale})')
 
 
-def write_and_verify_onnx(args: argparse.Namespace, model: Any) -> int:
-    """Export ONNX (atomically) and compare onnxruntime with PyTorch; returns the exit code."""
+def write_and_verify_onnx(args: argparse.Namespace, model: Any, network_g: dict[str, Any]) -> int:
+    """Export ONNX (atomically) and compare onnxruntime with PyTorch; returns the exit code. The sizes
+    avoid multiples of the window grid of ``network_g`` (the architecture table's input multiple, input
+    unshuffling included)."""
     from .tools.onnx_export import ExportError, export_onnx, verify_onnx
     from .tools.tiling import tile_alignment
     from .utils.atomic import atomic_path
 
     batch = 1 if args.static_batch else 2
-    trace, verify = default_sizes(tile_alignment(model), batch)
+    trace, verify = default_sizes(tile_alignment(model, network_g), batch)
     if args.trace_size:
         trace = (batch, 3, *args.trace_size)
     if args.verify_sizes:
@@ -178,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    return write_and_verify_onnx(args, model) if args.onnx else 0
+    return write_and_verify_onnx(args, model, network.network_g) if args.onnx else 0
 
 
 if __name__ == '__main__':

@@ -92,7 +92,7 @@ class Upscaler:
     """
 
     def __init__(self, network, device, dtype, tile: int = 0, tile_pad: int = 32) -> None:
-        from .archs.table import ARCHITECTURES
+        from .archs.table import ARCHITECTURES, network_arbitrary_scale
         from .tools.tiling import tile_alignment
 
         self.model = network.model.to(device=device, dtype=dtype)
@@ -101,6 +101,7 @@ class Upscaler:
         self.device, self.dtype = device, dtype
         self.tile, self.tile_pad = tile, tile_pad
         self.align = tile_alignment(self.model, network.network_g)
+        self.arbitrary_scale = network_arbitrary_scale(network.network_g)  # ESCLTE: any output size
         # esc_basicsr's networks pad to their window themselves; others (BasicSR's SwinIR) are padded here
         self.pad_multiple = 1 if network.network_g.get('type') in ARCHITECTURES else self.align
 
@@ -123,7 +124,7 @@ class Upscaler:
         if self.value_range != 1:
             x = x * self.value_range
         with torch.inference_mode():
-            if getattr(self.model, 'arbitrary_scale', False):  # ESCLTE: any output size, its own tiling
+            if self.arbitrary_scale:  # its own tiling
                 from .layers.lte import scaled_size
 
                 size = scaled_size(x.shape[-2], x.shape[-1], self.scale)
@@ -251,6 +252,7 @@ def prepare_run(args: argparse.Namespace) -> Run:
     """Check everything that can be checked before the first image (paths, names, output format,
     network, weights, writability) and load the network. Raises on any usage error."""
     from .archs import PRESETS, arch_spec
+    from .archs.table import network_arbitrary_scale
     from .tools.infer_compare import check_gt_dir, check_gt_untouched
     from .tools.loading import load_network
     from .tools.options_check import check_network_g, check_weights_file
@@ -286,7 +288,7 @@ def prepare_run(args: argparse.Namespace) -> Run:
                          f'the preset {args.model!r} upscales by an integer')
     network = load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
                            attn_type=args.attn, param_key=args.param_key)
-    if isinstance(args.scale, float) and not getattr(network.model, 'arbitrary_scale', False):
+    if isinstance(args.scale, float) and not network_arbitrary_scale(network.network_g):
         raise ValueError(f'--scale {args.scale:g} needs an arbitrary-scale network (ESCLTE); '
                          f'{type(network.model).__name__} upscales by x{network.scale}')
     try:  # last, so that a refused run creates no folder

@@ -75,8 +75,8 @@ class ArchSpec:
             [0, 1] images like every BasicSR network (ELAN: ``input_range: 1.0``); keys of
             ``option_extras``.
         arbitrary_scale: the output size is an argument of the call (``upscale(lq, size)``), not a
-            property of the network (ESC-LTE); then ``scale_arg`` is ``None``. The class has the
-            same ``arbitrary_scale`` attribute, for tools holding a model.
+            property of the network (ESC-LTE); then ``scale_arg`` is ``None``. Tools holding a model
+            read it through its ``network_g`` (:func:`network_arbitrary_scale`).
         supports_half: float16 inference matches float32 (spandrel's ``supports_half``).
         supports_bfloat16: bfloat16 inference matches float32 (spandrel's ``supports_bfloat16``).
         tags: configuration -> short size tags (spandrel's descriptor tags, after the preset name).
@@ -246,6 +246,13 @@ def network_value_range(network_g: Mapping[str, Any]) -> float | None:
     if spec is None:
         return None
     return 1.0 if spec.value_range is None else float(spec.value_range(spec.arguments(network_g)))
+
+
+def network_arbitrary_scale(network_g: Mapping[str, Any]) -> bool:
+    """Whether a ``network_g`` (with ``type``) renders any scale (``ArchSpec.arbitrary_scale``); ``False``
+    when the type is not an esc_basicsr architecture (BasicSR's own have a fixed scale)."""
+    spec = ARCHITECTURES.get(network_g.get('type'))
+    return spec is not None and spec.arbitrary_scale
 
 
 def backend_argument(network_type: str) -> str | None:

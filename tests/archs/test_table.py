@@ -18,8 +18,8 @@ from esc_basicsr.archs.deploy import deploy, is_deployed
 from esc_basicsr.archs.detection import detect, from_state_dict
 from esc_basicsr.archs.elan_arch import convert_authors_checkpoint
 from esc_basicsr.archs.presets import build, network_g
-from esc_basicsr.archs.table import (ARCHITECTURES, ArchSpec, network_input_multiple, network_value_range, presets,
-                                     with_unit_range)
+from esc_basicsr.archs.table import (ARCHITECTURES, ArchSpec, network_arbitrary_scale, network_input_multiple,
+                                     network_value_range, presets, with_unit_range)
 
 CONFIGS = [(preset, scale) for preset, (spec, _) in presets().items() for scale in spec.scales or (2,)]
 
@@ -39,8 +39,6 @@ def test_every_row_states_its_facts(name: str) -> None:
     spec = ARCHITECTURES[name]
     assert spec.name == name and callable(spec.detect) and callable(spec.input_multiple) and callable(spec.tags)
     assert isinstance(spec.supports_half, bool) and isinstance(spec.supports_bfloat16, bool)
-    # the class attribute that tools holding a model read agrees with the row
-    assert getattr(spec.cls, 'arbitrary_scale', False) is spec.arbitrary_scale
     if spec.arbitrary_scale:
         assert spec.scale_arg is None and spec.scales == ()
     assert set(spec.unit_range_args) <= spec.option_extras
@@ -80,6 +78,13 @@ def test_value_range_and_unit_range() -> None:
     swinir = {'type': 'SwinIR', 'upscale': 2}
     assert with_unit_range(swinir) == swinir and network_value_range(swinir) is None
     assert network_input_multiple(swinir) is None
+
+
+def test_arbitrary_scale_is_read_from_the_row() -> None:
+    """What the tools holding a network read (infer, export, benchmark, loading): the row of network_g's type."""
+    assert all(network_arbitrary_scale({'type': n}) is spec.arbitrary_scale for n, spec in ARCHITECTURES.items())
+    assert any(spec.arbitrary_scale for spec in ARCHITECTURES.values())
+    assert not network_arbitrary_scale({'type': 'SwinIR', 'upscale': 2})  # BasicSR's own: a fixed scale
 
 
 @pytest.mark.parametrize('name', [n for n, s in ARCHITECTURES.items() if s.convert_checkpoint is not None])
