@@ -33,7 +33,7 @@ import numpy as np
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .tools.cli import PRECISION_CHOICES, attn_choices, preset_choices, preset_name
+    from .tools.cli import PRECISION_CHOICES, attn_choices, output_scale, preset_choices, preset_name
 
     p = argparse.ArgumentParser(prog='python -m esc_basicsr.infer', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument('--opt', default=None, help='BasicSR option file whose network_g describes the network')
     net.add_argument('--model', default=None, type=preset_name, choices=preset_choices(),
                      help='preset (with --scale)')
-    p.add_argument('--scale', type=_scale_arg, default=None, help='upscaling factor (default: the weights\'; an '
+    p.add_argument('--scale', type=output_scale, default=None, help='upscaling factor (default: the weights\'; an '
                    'error if it disagrees with them); any factor > 0 '
                    '(e.g. 2.5) for an arbitrary-scale network (ESCLTE): output round(s*h) x round(s*w)')
     p.add_argument('--param-key', default=None, help='checkpoint entry with the weights (default params_ema, params)')
@@ -72,17 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help='ground truths named like the inputs: PSNR of the outputs and of bicubic per image, and '
                    'a side-by-side figure (input, bicubic, model, GT) written to the output folder')
     return p
-
-
-def _scale_arg(text: str) -> int | float:
-    """``--scale``: an int when integral (``2``), else a float (``2.5``); > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'not a number: {text!r}') from None
-    if not value > 0 or value == float('inf'):
-        raise argparse.ArgumentTypeError(f'must be a finite number > 0, got {text!r}')
-    return int(value) if value.is_integer() else value
 
 
 class Upscaler:

@@ -19,7 +19,7 @@ from esc_basicsr.archs import ArchSpec, build, network_g
 from esc_basicsr.archs.deploy import deploy, is_deployed
 from esc_basicsr.archs.detection import build_from_state_dict, detect, from_state_dict
 from esc_basicsr.layers.attention_backends import ATTN_TYPES, flex_available
-from esc_basicsr.tools.onnx_export import EXPORTABLE_BACKENDS, export_onnx, verify_onnx
+from esc_basicsr.tools.onnx_export import EXPORTABLE_BACKENDS, export_onnx, image_to_image, verify_onnx
 
 from tests.conftest import requires_cuda
 from tests.helpers.arch_cases import Case, all_cases, constructor_arguments, full_presets, layout, max_abs_diff, \
@@ -240,16 +240,17 @@ def test_deployment_folding(case: Case) -> None:
 
 # ---------------------------------------------------------------------------------------------- export
 
-EXPORT_CASES = [case for case in one_scale_each(CASES) if not case.arbitrary]
+EXPORT_CASES = one_scale_each(CASES)
 
 
 @pytest.mark.parametrize('case', EXPORT_CASES, ids=ids(EXPORT_CASES))
 def test_onnx_export_parity(case: Case, tmp_path) -> None:
-    """The project's exporter (dynamic batch, height, width; deployed weights) against PyTorch with
-    onnxruntime at sizes and batches other than the traced one, down to 1x1."""
+    """The project's exporter (dynamic batch, height, width; deployed weights; an arbitrary-scale network at
+    the case's scale) against PyTorch with onnxruntime at sizes and batches other than the traced one, down
+    to 1x1."""
     backend_arg = case.spec.backend_arg
     overrides = {backend_arg: EXPORTABLE_BACKENDS[-1]} if backend_arg is not None else {}
-    model = deploy(case.build(**overrides))
+    model = image_to_image(deploy(case.build(**overrides)), {'type': case.spec.name, **case.kwargs()}, case.scale)
     h, w = case.sizes()[-1]
     path = str(tmp_path / f'{case.id}.onnx')
     export_onnx(model, path, (2, 3, h + 2, w - 2))  # a batch, not a multiple of the window grid
