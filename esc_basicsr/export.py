@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from .tools.cli import parse_size, preset_choices, preset_name
+from .tools.cli import output_scale, parse_size, preset_choices, preset_name
 
 
 def default_sizes(align: int, batch: int) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
@@ -46,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument('--opt', default=None, help='BasicSR option file whose network_g describes the network')
     net.add_argument('--model', default=None, type=preset_name, choices=preset_choices(),
                      help='preset (with --scale)')
-    p.add_argument('--scale', type=int, default=None,
-                   help='upscaling factor (default: the weights\'; an error if it disagrees with them)')
+    p.add_argument('--scale', type=output_scale, default=None,
+                   help='upscaling factor (default: the weights\'; an error if it disagrees with them); for an '
+                   'arbitrary-scale network (ESCLTE) required, any factor > 0 (e.g. 2.5): the ONNX graph renders '
+                   'at it')
     p.add_argument('--param-key', default=None, help='checkpoint entry with the weights (default params_ema, params)')
     p.add_argument('-o', '--output', default=None, help='write the deployed checkpoint (.pth) here')
     p.add_argument('--onnx', default=None, help='write an ONNX model here')
@@ -87,6 +89,7 @@ def load_for_export(args: argparse.Namespace) -> Any:
     Raises:
         UsageError: with the message to print.
     """
+    from .archs.table import network_arbitrary_scale
     from .tools.loading import load_network
     from .tools.options_check import check_network_g, check_weights_file, load_error_message
     from .utils.options import read_option_file
@@ -99,12 +102,16 @@ def load_for_export(args: argparse.Namespace) -> Any:
         if args.opt is not None:
             check_network_g(read_option_file(args.opt)['network_g'], f'--opt {args.opt}: network_g')
         check_weights_file(args.weights)
-        return load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
-                            attn_type=args.attn, param_key=args.param_key)
+        network = load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
+                               attn_type=args.attn, param_key=args.param_key)
     except Exception as exc:  # noqa: BLE001 - a failure before anything is written is a usage error
         known = isinstance(exc, (OSError, ValueError, KeyError, RuntimeError))
         message = load_error_message(args.weights, exc) or (str(exc) if known else f'{type(exc).__name__}: {exc}')
         raise UsageError(message) from exc
+    if isinstance(args.scale, float) and not network_arbitrary_scale(network.network_g):
+        raise UsageError(f'--scale {args.scale:g} needs an arbitrary-scale network (ESCLTE); '
+                         f'{network.network_g["type"]} upscales by x{network.scale}')
+    return network
 
 
 def write_deployed(args: argparse.Namespace, model: Any, network: Any) -> None:
@@ -127,14 +134,17 @@ def write_deployed(args: argparse.Namespace, model: Any, network: Any) -> None:
     print(f'deployed checkpoint: {args.output} ({network.network_g["type"]} x{network.scale})')
 
 
-def write_and_verify_onnx(args: argparse.Namespace, model: Any) -> int:
-    """Export ONNX (atomically) and compare onnxruntime with PyTorch; returns the exit code."""
-    from .tools.onnx_export import ExportError, export_onnx, verify_onnx
+def write_and_verify_onnx(args: argparse.Namespace, network: Any) -> int:
+    """Export ONNX (atomically) and compare onnxruntime with PyTorch; returns the exit code. The sizes
+    avoid multiples of the window grid of the network (the architecture table's input multiple, input
+    unshuffling included); an arbitrary-scale network renders at ``network.scale``."""
+    from .tools.onnx_export import ExportError, export_onnx, image_to_image, verify_onnx
     from .tools.tiling import tile_alignment
     from .utils.atomic import atomic_path
 
+    model = image_to_image(network.model, network.network_g, network.scale)
     batch = 1 if args.static_batch else 2
-    trace, verify = default_sizes(tile_alignment(model), batch)
+    trace, verify = default_sizes(tile_alignment(network.model, network.network_g), batch)
     if args.trace_size:
         trace = (batch, 3, *args.trace_size)
     if args.verify_sizes:
@@ -145,7 +155,8 @@ def write_and_verify_onnx(args: argparse.Namespace, model: Any) -> int:
             export_onnx(model, str(tmp), trace, exporter=args.exporter, dynamic_batch=not args.static_batch,
                         opset=args.opset)
         dims = 'height, width' if args.static_batch else 'batch, height, width'
-        print(f'ONNX: {args.onnx} (dynamic {dims}; {args.exporter} exporter, attention {args.attn}, '
+        renders = f'renders x{network.scale:g}, ' if model is not network.model else ''  # arbitrary scale
+        print(f'ONNX: {args.onnx} ({renders}dynamic {dims}; {args.exporter} exporter, attention {args.attn}, '
               f'{time.perf_counter() - start:.1f} s)')
         results = verify_onnx(model, args.onnx, verify) if args.verify else []
     except OSError as exc:
@@ -172,13 +183,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         network = load_for_export(args)
-        model = network.model.float().cpu()
+        network.model = network.model.float().cpu()
         if args.output:
-            write_deployed(args, model, network)
+            write_deployed(args, network.model, network)
     except UsageError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    return write_and_verify_onnx(args, model) if args.onnx else 0
+    return write_and_verify_onnx(args, network) if args.onnx else 0
 
 
 if __name__ == '__main__':

@@ -33,7 +33,7 @@ import numpy as np
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .tools.cli import PRECISION_CHOICES, attn_choices, preset_choices, preset_name
+    from .tools.cli import PRECISION_CHOICES, attn_choices, output_scale, preset_choices, preset_name
 
     p = argparse.ArgumentParser(prog='python -m esc_basicsr.infer', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument('--opt', default=None, help='BasicSR option file whose network_g describes the network')
     net.add_argument('--model', default=None, type=preset_name, choices=preset_choices(),
                      help='preset (with --scale)')
-    p.add_argument('--scale', type=_scale_arg, default=None, help='upscaling factor (default: the weights\'; an '
+    p.add_argument('--scale', type=output_scale, default=None, help='upscaling factor (default: the weights\'; an '
                    'error if it disagrees with them); any factor > 0 '
                    '(e.g. 2.5) for an arbitrary-scale network (ESCLTE): output round(s*h) x round(s*w)')
     p.add_argument('--param-key', default=None, help='checkpoint entry with the weights (default params_ema, params)')
@@ -74,17 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _scale_arg(text: str) -> int | float:
-    """``--scale``: an int when integral (``2``), else a float (``2.5``); > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'not a number: {text!r}') from None
-    if not value > 0 or value == float('inf'):
-        raise argparse.ArgumentTypeError(f'must be a finite number > 0, got {text!r}')
-    return int(value) if value.is_integer() else value
-
-
 class Upscaler:
     """A loaded network plus how to run it (device, dtype, tiling).
 
@@ -92,7 +81,7 @@ class Upscaler:
     """
 
     def __init__(self, network, device, dtype, tile: int = 0, tile_pad: int = 32) -> None:
-        from .archs.table import ARCHITECTURES
+        from .archs.table import ARCHITECTURES, network_arbitrary_scale
         from .tools.tiling import tile_alignment
 
         self.model = network.model.to(device=device, dtype=dtype)
@@ -101,6 +90,7 @@ class Upscaler:
         self.device, self.dtype = device, dtype
         self.tile, self.tile_pad = tile, tile_pad
         self.align = tile_alignment(self.model, network.network_g)
+        self.arbitrary_scale = network_arbitrary_scale(network.network_g)  # ESCLTE: any output size
         # esc_basicsr's networks pad to their window themselves; others (BasicSR's SwinIR) are padded here
         self.pad_multiple = 1 if network.network_g.get('type') in ARCHITECTURES else self.align
 
@@ -123,7 +113,7 @@ class Upscaler:
         if self.value_range != 1:
             x = x * self.value_range
         with torch.inference_mode():
-            if getattr(self.model, 'arbitrary_scale', False):  # ESCLTE: any output size, its own tiling
+            if self.arbitrary_scale:  # its own tiling
                 from .layers.lte import scaled_size
 
                 size = scaled_size(x.shape[-2], x.shape[-1], self.scale)
@@ -251,6 +241,7 @@ def prepare_run(args: argparse.Namespace) -> Run:
     """Check everything that can be checked before the first image (paths, names, output format,
     network, weights, writability) and load the network. Raises on any usage error."""
     from .archs import PRESETS, arch_spec
+    from .archs.table import network_arbitrary_scale
     from .tools.infer_compare import check_gt_dir, check_gt_untouched
     from .tools.loading import load_network
     from .tools.options_check import check_network_g, check_weights_file
@@ -286,7 +277,7 @@ def prepare_run(args: argparse.Namespace) -> Run:
                          f'the preset {args.model!r} upscales by an integer')
     network = load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
                            attn_type=args.attn, param_key=args.param_key)
-    if isinstance(args.scale, float) and not getattr(network.model, 'arbitrary_scale', False):
+    if isinstance(args.scale, float) and not network_arbitrary_scale(network.network_g):
         raise ValueError(f'--scale {args.scale:g} needs an arbitrary-scale network (ESCLTE); '
                          f'{type(network.model).__name__} upscales by x{network.scale}')
     try:  # last, so that a refused run creates no folder

@@ -1,8 +1,9 @@
 """Shared test helpers: the reference fixtures (paths, loading, reproduction), the ``cuda`` marker (skipped
 without CUDA), an LMDB image reader and the tiny ESC-LTE that the BasicSR and tool tests share.
 
-Tests import them as ``from tests.conftest import ...``; helpers of one folder only live beside its tests
-(``tests/integration/helpers.py``, ``tests/archs/harness.py``)."""
+Tests import them as ``from tests.conftest import ...``; the small networks of every table row and the cases
+of the table harness from ``tests/helpers/arch_cases.py``; helpers of one folder only live beside its tests
+(``tests/integration/helpers.py``)."""
 from __future__ import annotations
 
 import os

@@ -52,8 +52,6 @@ class ESCLTE(LTE):
     (B, 3, H, W)``; ``forward`` = ``query``. See :class:`esc_basicsr.layers.lte.LTE`.
     """
 
-    arbitrary_scale = True  # tools: the output size is an argument (the table's ArchSpec.arbitrary_scale)
-
     def __init__(self, dim: int, pdim: int, kernel_size: int, n_blocks: int, conv_blocks: int, window_size: int,
                  num_heads: int, exp_ratio: float = 2, attn_type: str = 'auto', use_ln: bool = False,
                  hidden_dim: int = 256, imnet_hidden: Sequence[int] = (256, 256, 256)) -> None:

@@ -171,5 +171,6 @@ def detect_esc_realm(sd: StateDict) -> dict[str, Any] | None:
         f = math.isqrt(sd['proj.1.weight'].shape[1] // 3)
         scale, unshuffle = 4 // f, True
     else:
-        scale, unshuffle = up_scale, up_scale >= 3  # at x3/x4 the option changes nothing: keep the default
+        # at x3/x4, and with conv (which never unshuffles), the option changes nothing: the default (True)
+        scale, unshuffle = up_scale, up_scale >= 3 or method == 'conv'
     return dict(kwargs, upscaling_factor=scale, mid_dim=mid, upsampler=method, unshuffle_mod=unshuffle)

@@ -21,6 +21,9 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.nn as nn
 
+from ..layers.attention_gate import GATE_TYPES
+from ..layers.skip_upsampler import UPSAMPLER_TYPES
+from ..layers.upsamplers import UPSAMPLERS
 from . import elan_arch, esc_realm_arch, esc_rib_arch
 from .checkpoint import convert_subpixel_checkpoint
 from .elan_arch import ELAN, batchnorm_folded, convert_authors_checkpoint, detect_elan, fold_batchnorm
@@ -29,7 +32,7 @@ from .esc_fp_arch import ESCFP, detect_esc_fp
 from .esc_lte_arch import ESCLTE, detect_esc_lte, esc_lte_folded, fold_esc_lte
 from .esc_real_arch import ESCReal, detect_esc_real
 from .esc_realm_arch import ESCRealM, detect_esc_realm
-from .esc_rib_arch import ESCRIB, convert_upsampler_checkpoint, detect_esc_rib
+from .esc_rib_arch import ATTENTION_KINDS, ESCRIB, convert_upsampler_checkpoint, detect_esc_rib
 from .esc_trunk import fold_geometric_ensemble, geometric_ensemble_folded, trunk_tags, window_multiple
 
 Kwargs = Mapping[str, Any]
@@ -72,8 +75,8 @@ class ArchSpec:
             [0, 1] images like every BasicSR network (ELAN: ``input_range: 1.0``); keys of
             ``option_extras``.
         arbitrary_scale: the output size is an argument of the call (``upscale(lq, size)``), not a
-            property of the network (ESC-LTE); then ``scale_arg`` is ``None``. The class has the
-            same ``arbitrary_scale`` attribute, for tools holding a model.
+            property of the network (ESC-LTE); then ``scale_arg`` is ``None``. Tools holding a model
+            read it through its ``network_g`` (:func:`network_arbitrary_scale`).
         supports_half: float16 inference matches float32 (spandrel's ``supports_half``).
         supports_bfloat16: bfloat16 inference matches float32 (spandrel's ``supports_bfloat16``).
         tags: configuration -> short size tags (spandrel's descriptor tags, after the preset name).
@@ -89,6 +92,10 @@ class ArchSpec:
         display_name: how the tools' output and figures name another configuration of the network
             (``ESC-FP``). ``''``: the class name.
         preset_names: preset -> how the tools name it (``esc_light`` -> ``ESC-light``); every preset.
+        variants: constructor arguments that change the network's layout other than by its sizes (another
+            upsampler, attention kind or gate, an extra LayerNorm) -> every value they take. A preset picks
+            one value of each; checkpoints of the other combinations exist (the authors' options) and
+            detection tells them apart. The tests build each other value on the first preset.
     """
 
     cls: type[nn.Module]
@@ -113,6 +120,7 @@ class ArchSpec:
     convert_authors_checkpoint: Callable[[Mapping[str, Any]], dict[str, dict[str, torch.Tensor]]] | None = None
     display_name: str = ''
     preset_names: Mapping[str, str] = field(default_factory=dict)
+    variants: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if set(self.preset_names) != set(self.presets):
@@ -123,6 +131,9 @@ class ArchSpec:
             raise ValueError(f'{self.name}: unit_range_args must be option_extras')
         if self.backend_arg is not None and self.backend_arg not in self.option_extras:
             raise ValueError(f'{self.name}: backend_arg {self.backend_arg!r} must be one of option_extras')
+        arguments = set(inspect.signature(self.cls).parameters) - self.option_extras
+        if not set(self.variants) <= arguments or not all(self.variants.values()):
+            raise ValueError(f'{self.name}: variants must give values of constructor arguments (not option_extras)')
 
     @property
     def name(self) -> str:
@@ -142,9 +153,10 @@ class ArchSpec:
 
 _ESC = dict(dim=64, pdim=16, kernel_size=13, n_blocks=5, conv_blocks=5, window_size=32, num_heads=4, exp_ratio=1.25)
 _ELAN = dict(colors=3, r_expand=2, act_type='relu', window_sizes=[4, 8, 16], rgb_range=255)
-# supports_half/bfloat16: fp16/bf16 casts are checked against float32 by tests/archs/test_spandrel.py for
-# every architecture (trained-like magnitudes: calibrated fixtures, default initialisation for ESC, whose
-# fixtures' random weights overflow fp16; ESCRIB both: on a CPU fp16 < 0.1%, bf16 < 1% mean relative error)
+_WITH_LN = MappingProxyType({'use_ln': (False, True)})  # LayerNorm before each ConvFFN of the pairs (ESC-XL)
+# supports_half/bfloat16: fp16/bf16 (CPU autocast, cast weights) are checked against float32 for every row and
+# variant by tests/archs/test_table_harness.py, on default-initialised weights with calibrated BatchNorm (the
+# ESC fixtures' random weights overflow fp16): on a CPU fp16 <= 0.15%, bf16 <= 1.1% mean relative error
 
 _SPECS = (
     ArchSpec(ESC, 'upscaling_factor',
@@ -153,7 +165,7 @@ _SPECS = (
              deploy=fold_geometric_ensemble, is_deployed=geometric_ensemble_folded,
              summary='ESC, ESC-light, ESC-XL (ICCV 2025)', detect=detect_esc, input_multiple=window_multiple,
              tags=trunk_tags, convert_checkpoint=convert_subpixel_checkpoint,
-             preset_names={'esc': 'ESC', 'esc_light': 'ESC-light', 'esc_xl': 'ESC-XL'}),
+             preset_names={'esc': 'ESC', 'esc_light': 'ESC-light', 'esc_xl': 'ESC-XL'}, variants=_WITH_LN),
     ArchSpec(ESCFP, 'upscaling_factor', presets={'esc_fp': dict(_ESC, dim=48, num_heads=3)},
              summary='ESC-FP: decomposed large kernel, bicubic skip', detect=detect_esc_fp,
              input_multiple=window_multiple, tags=trunk_tags, convert_checkpoint=convert_subpixel_checkpoint,
@@ -161,7 +173,8 @@ _SPECS = (
     ArchSpec(ESCReal, 'upscaling_factor', presets={'esc_real': dict(_ESC, n_blocks=10, exp_ratio=2)}, scales=(4,),
              deploy=fold_geometric_ensemble, is_deployed=geometric_ensemble_folded,
              summary='ESC-Real: real-world x4', detect=detect_esc_real, input_multiple=window_multiple,
-             tags=trunk_tags, display_name='ESC-Real', preset_names={'esc_real': 'ESC-Real'}),
+             tags=trunk_tags, display_name='ESC-Real', preset_names={'esc_real': 'ESC-Real'},
+             variants=MappingProxyType({'use_dysample': (False, True)})),
     ArchSpec(ELAN, 'scale',
              presets={'elan_light': dict(_ELAN, m_elan=24, c_elan=60, n_share=1),
                       'elan': dict(_ELAN, m_elan=36, c_elan=180, n_share=0)},
@@ -177,12 +190,13 @@ _SPECS = (
              scales=(1, 2, 3, 4), deploy=fold_geometric_ensemble, is_deployed=geometric_ensemble_folded,
              summary='ESCRealM: multi-scale real-world (x1-x4), unified upsampler', detect=detect_esc_realm,
              input_multiple=esc_realm_arch.input_multiple, tags=esc_realm_arch.tags,
-             preset_names={'esc_realm': 'ESCRealM'}),
+             preset_names={'esc_realm': 'ESCRealM'},
+             variants=MappingProxyType({'upsampler': UPSAMPLERS, 'unshuffle_mod': (True, False)})),
     ArchSpec(ESCLTE, None, presets={'esc_lte': dict(_ESC, hidden_dim=256, imnet_hidden=[256, 256, 256])}, scales=(),
              deploy=fold_esc_lte, is_deployed=esc_lte_folded,
              summary='ESC + LTE: arbitrary scale (query-based decoder)', detect=detect_esc_lte,
              input_multiple=window_multiple, arbitrary_scale=True, tags=trunk_tags, display_name='ESC-LTE',
-             preset_names={'esc_lte': 'ESC-LTE'}),
+             preset_names={'esc_lte': 'ESC-LTE'}, variants=_WITH_LN),
     # the authors' options/test/ESCRIB_X{2,3,4}.yaml; attn_type (RIB / FlashBias) is their attention kind, part
     # of the variant, and the backend is attn_backend
     ArchSpec(ESCRIB, 'upscaling_factor',
@@ -194,7 +208,9 @@ _SPECS = (
              summary='ESC-RIB (2026): RIB or FlashBias attention on plain fused kernels, 64x64 windows',
              detect=detect_esc_rib, not_in_weights=frozenset({'window_size'}), input_multiple=window_multiple,
              tags=esc_rib_arch.tags, convert_checkpoint=convert_upsampler_checkpoint, display_name='ESC-RIB',
-             preset_names={'esc_rib': 'ESC-RIB'}),
+             preset_names={'esc_rib': 'ESC-RIB'},
+             variants=MappingProxyType({'attn_type': ATTENTION_KINDS, 'gate_type': (None, *GATE_TYPES),
+                                        'upsampler_type': UPSAMPLER_TYPES, **_WITH_LN})),
 )
 
 _ROWS: dict[str, ArchSpec] = {spec.name: spec for spec in _SPECS}  # tests may add a row (monkeypatch.setitem)
@@ -230,6 +246,13 @@ def network_value_range(network_g: Mapping[str, Any]) -> float | None:
     if spec is None:
         return None
     return 1.0 if spec.value_range is None else float(spec.value_range(spec.arguments(network_g)))
+
+
+def network_arbitrary_scale(network_g: Mapping[str, Any]) -> bool:
+    """Whether a ``network_g`` (with ``type``) renders any scale (``ArchSpec.arbitrary_scale``); ``False``
+    when the type is not an esc_basicsr architecture (BasicSR's own have a fixed scale)."""
+    spec = ARCHITECTURES.get(network_g.get('type'))
+    return spec is not None and spec.arbitrary_scale
 
 
 def backend_argument(network_type: str) -> str | None:

@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .export_state import is_exporting
+
 _SHIFT_EPS = 1e-6  # LIIF's nudge off the boundary between two feature pixels
 _AREA_EPS = 1e-9
 
@@ -131,7 +133,8 @@ class LTE(nn.Module):
         b, q = coord.shape[:2]
         h, w = table.shape[-2:]
         k = self.hidden_dim
-        size = coord.new_tensor([h, w])
+        one = coord.new_ones(())
+        size = torch.stack([one * h, one * w])  # a product with the size: dynamic for every tracer
         # the four nearest feature pixels: shift by half a feature pixel in each direction
         shifts = coord.new_tensor([[-1, -1], [-1, 1], [1, -1], [1, 1]]) / size + _SHIFT_EPS  # (4, 2)
         coords = (coord.unsqueeze(1) + shifts[None, :, None]).clamp_(-1 + _SHIFT_EPS, 1 - _SHIFT_EPS)
@@ -235,6 +238,43 @@ class LTE(nn.Module):
         pred = torch.cat(rows, dim=1).reshape(b, oy[1] - oy[0], ox[1] - ox[0], 3).permute(0, 3, 1, 2)
         out[:, :, oy[0]:oy[1], ox[0]:ox[1]] = pred
 
+    def render(self, lq: torch.Tensor, scale: float, cell_scale_max: float | None = None) -> torch.Tensor:
+        """``lq`` rendered at ``scale`` in one encoder pass and one decoder pass over every output pixel, the
+        output size computed with tensor operations: one graph for any batch and input size, the form an
+        ONNX export traces (:class:`FixedScale` while exporting). Equal to :meth:`upscale` at
+        ``scaled_size(h, w, scale)`` without tiles, up to float32 rounding; its memory grows with the
+        output's pixels (no chunks).
+
+        Args:
+            lq: ``(B, 3, h, w)`` in [0, 1].
+            scale: the factor s > 0.
+            cell_scale_max: as in :meth:`upscale`.
+
+        Returns:
+            ``(B, 3, round(s*h), round(s*w))`` in [0, 1] (clamped).
+        """
+        scaled_size(1, 1, scale)  # ValueError for scale <= 0
+        state = self.encode(lq)
+        b, _, h, w = lq.shape
+        dev, dt = lq.device, lq.dtype
+        if torch.jit.is_tracing():  # TorchScript records Python arithmetic on sizes as constants: tensors
+            size = torch.stack([torch.as_tensor(h), torch.as_tensor(w)]).to(torch.float64)
+            out = (size * scale).round().clamp_min(1)  # round half to even, as scaled_size's round()
+            out_h, out_w = out.long().unbind()
+            factor = 1.0 if cell_scale_max is None else (out / size / cell_scale_max).max().clamp_min(1.0)
+        else:  # ints, or symbolic ints under torch.export
+            out_h, out_w = (torch.sym_max(1, round(scale * n)) for n in (h, w))
+            factor = 1.0 if cell_scale_max is None else \
+                torch.sym_max(torch.sym_max(out_h / h, out_w / w) / cell_scale_max, 1.0)
+        # pixel centres of the output grid in [-1, 1], as make_coord
+        ys, xs = ((torch.arange(n, device=dev, dtype=torch.float64) * 2 + 1) / n - 1 for n in (out_h, out_w))
+        coord = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), dim=-1).reshape(1, -1, 2).to(dt).expand(b, -1, 2)
+        two = torch.full((), 2.0, device=dev, dtype=torch.float64)
+        cell = (torch.stack([two / out_h, two / out_w]) * factor).to(dt)
+        pred = self.decode(state, coord, cell.expand_as(coord))
+        out_h, out_w = ys.shape[0], xs.shape[0]  # sizes of tensors: dynamic for every tracer
+        return pred.reshape(b, out_h, out_w, 3).permute(0, 3, 1, 2).clamp(0, 1)
+
     # ----------------------------------------------------------------------------- checkpoints
     def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False):
         """``nn.Module.load_state_dict`` with a clear error for a fixed-scale checkpoint (``to_img.*``)."""
@@ -253,10 +293,13 @@ def is_lte_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
 
 class FixedScale(nn.Module):
     """A fixed-scale view of an arbitrary-scale network, for tools that call ``model(x)`` (benchmark,
-    tiled inference): ``forward(x)`` = ``net.upscale(x, (round(s*h), round(s*w)))``, shared weights.
+    tiled inference, ONNX export): ``forward(x)`` = ``net.upscale(x, (round(s*h), round(s*w)))``, shared
+    weights; while exporting (:func:`.export_state.is_exporting`) ``net.render(x, s)``, the same image
+    without the Python loops over chunks and tiles, which a trace would fix to the traced size.
 
     Args:
-        net: a module with ``upscale(lq, size, ...)`` (e.g. :class:`LTE`, ``ESCLTE``).
+        net: a module with ``upscale(lq, size, ...)`` and ``render(lq, scale, cell_scale_max)`` (e.g.
+            :class:`LTE`, ``ESCLTE``).
         scale: the factor s > 0.
         **upscale_kwargs: passed on to ``upscale`` (``chunk``, ``tile``, ``tile_pad``, ``cell_scale_max``).
     """
@@ -270,4 +313,6 @@ class FixedScale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) in [0, 1] -> (B, 3, round(s*h), round(s*w)) in [0, 1]."""
+        if is_exporting():
+            return self.net.render(x, self.scale, self.upscale_kwargs.get('cell_scale_max'))
         return self.net.upscale(x, scaled_size(x.shape[-2], x.shape[-1], self.scale), **self.upscale_kwargs)

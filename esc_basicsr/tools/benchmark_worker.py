@@ -20,6 +20,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from ..archs.deploy import deploy
+    from ..archs.table import network_arbitrary_scale
     from .loading import build_network
     from .profiling import count_macs, count_params, measure
     from .runtime import resolve_device, resolve_dtype
@@ -34,7 +35,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get('train'):
         return {'params': params, **_train_row(model, spec, device, dtype)}
     model = deploy(model)
-    if getattr(model, 'arbitrary_scale', False):  # ESCLTE: timed as rendering at this row's scale
+    if network_arbitrary_scale(spec['network_g']):  # ESCLTE: timed as rendering at this row's scale
         from ..layers.lte import FixedScale
 
         model = FixedScale(model, spec.get('scale', 2))

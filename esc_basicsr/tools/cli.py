@@ -37,6 +37,18 @@ def parse_size(text: str) -> tuple[int, int]:
     return a, b
 
 
+def output_scale(text: str) -> int | float:
+    """``--scale`` of ``infer`` and ``export``: an int when integral (``2``), else a float (``2.5``, for an
+    arbitrary-scale network); finite and > 0 (``argparse`` type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not a number: {text!r}') from None
+    if not value > 0 or value == float('inf'):
+        raise argparse.ArgumentTypeError(f'must be a finite number > 0, got {text!r}')
+    return int(value) if value.is_integer() else value
+
+
 def parse_scale(text: str) -> int | float:
     """``--scales`` of ``prepare``: an int when integral (``'2'``, ``'2.0'`` -> 2), else a float (``'2.5'``);
     ValueError unless finite and >= 1."""

@@ -38,7 +38,7 @@ import torch.nn as nn
 
 from ..archs.checkpoint import CheckpointError, describe_fit, extract_state_dict, fit_problems, validate_state_dict
 from ..archs.deploy import deploy as deploy_model
-from ..archs.table import backend_argument, network_value_range, with_unit_range
+from ..archs.table import backend_argument, network_arbitrary_scale, network_value_range, with_unit_range
 from ..utils.options import CHANNEL_KEYS, SCALE_KEYS, network_scale, read_option_file
 
 
@@ -285,7 +285,7 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
     if fold:
         deploy_model(model)
     model.eval()
-    if getattr(model, 'arbitrary_scale', False):  # ESCLTE: the scale is the caller's choice, not the network's
+    if network_arbitrary_scale(network_g):  # ESCLTE: the scale is the caller's choice, not the network's
         if scale is None:
             raise ValueError(f'{type(model).__name__} renders any scale: give one (--scale, e.g. 2.5)')
         return LoadedNetwork(model, network_g, scale, 1.0, meta)

@@ -16,6 +16,11 @@ untouched):
 * The naive attention splits the windows into chunks in a Python loop; while exporting one chunk
   covers any image.
 
+An arbitrary-scale network (ESC-LTE: the output size is an argument of ``upscale``) is exported at one scale
+(:func:`image_to_image`): its :class:`~esc_basicsr.layers.lte.FixedScale` view, which while exporting renders
+every output pixel in one pass (``LTE.render``: the output size from the input's with tensor operations,
+no Python loops over chunks and tiles).
+
 Exporters (``torch.onnx.export``): the TorchScript tracer (``dynamo=False``, ``dynamic_axes``;
 deprecated by PyTorch but ~20x faster here: 14 s vs 280 s for ESC x2) and the ``torch.export``
 one (``dynamo=True``, ``dynamic_shapes``). Both give dynamic batch/height/width graphs with the
@@ -28,11 +33,14 @@ import contextlib
 import copy
 import sys
 import warnings
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+from ..archs.table import network_arbitrary_scale
+from ..layers.lte import FixedScale
 
 EXPORTABLE_BACKENDS = ('naive', 'sdpa')
 EXPORTERS = ('torchscript', 'dynamo')
@@ -59,6 +67,14 @@ def cleared_tensor_caches() -> Iterator[None]:
             for value in list(vars(module).values()):
                 if callable(getattr(value, 'cache_clear', None)) and callable(getattr(value, 'cache_info', None)):
                     value.cache_clear()
+
+
+def image_to_image(model: nn.Module, network_g: Mapping[str, Any], scale: float) -> nn.Module:
+    """The module an ONNX graph of ``model`` (described by ``network_g``, with ``type``) is traced from,
+    ``(B, 3, H, W) -> (B, 3, H', W')``: ``model`` itself, or for an arbitrary-scale network (the table's
+    row of its type) its :class:`~esc_basicsr.layers.lte.FixedScale` view at ``scale``: output
+    ``(round(scale*H), round(scale*W))``, the same weights."""
+    return FixedScale(model, scale).eval() if network_arbitrary_scale(network_g) else model
 
 
 def check_exportable(model: nn.Module) -> None:
@@ -95,6 +111,10 @@ def export_onnx(model: nn.Module, path: str, example_size: Sequence[int], export
     """
     if exporter not in EXPORTERS:
         raise ExportError(f'exporter must be one of {EXPORTERS}, got {exporter!r}')
+    if exporter == 'dynamo' and isinstance(model, FixedScale):
+        raise ExportError('an arbitrary-scale network computes its output size, round(scale * H), with Python\'s '
+                          'round(), which the dynamo exporter does not convert to ONNX (PyTorch 2.14: "No ONNX '
+                          'function found for round"): use --exporter torchscript (the default)')
     check_exportable(model)
     try:
         import onnx  # noqa: F401

@@ -75,8 +75,9 @@ def test_esc_realm_upsamplers_without_unshuffle(scale: int, upsampler: str, unsh
     from esc_basicsr.archs import ESCRealM
 
     kwargs = dict(TINY, upscaling_factor=scale, exp_ratio=2.0, mid_dim=12, upsampler=upsampler,
-                  unshuffle_mod=unshuffle or scale >= 3)  # at x3/x4 the option builds the same network
-    _round_trip(ESCRealM(**kwargs), kwargs)
+                  unshuffle_mod=unshuffle)
+    # where the option changes nothing (x3/x4; conv, which never unshuffles) detection answers its default
+    _round_trip(ESCRealM(**kwargs), dict(kwargs, unshuffle_mod=unshuffle or scale >= 3 or upsampler == 'conv'))
 
 
 def test_esc_realm_without_meta_buffer() -> None:

@@ -20,7 +20,7 @@ from esc_basicsr.layers import attention_backends
 from esc_basicsr.layers.attention_backends import FlexVariant, compile_flex
 
 from ..conftest import requires_cuda
-from ..helpers.arch_configs import small_model
+from ..helpers.arch_cases import small_model
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 DEVICE = 'cuda'
@@ -37,7 +37,6 @@ def _run_matrix(device: str) -> dict:
     outputs = {}
     x = torch.rand(2, 3, *SIZE, generator=torch.Generator().manual_seed(0)).to(device)
     for name in ARCHITECTURES:
-        torch.manual_seed(0)
         model = small_model(name, attn_type='flex').to(device)
         for dtype in DTYPES:
             amp = dict(device_type=device, dtype=dtype, enabled=dtype != torch.float32)
@@ -80,7 +79,6 @@ def test_every_architecture_precision_and_mode_keeps_the_compiled_flex(monkeypat
     # the compiled path is the attention: equal to sdpa in float32 (the same initial weights)
     x = torch.rand(2, 3, *SIZE, generator=torch.Generator().manual_seed(0))
     for name in ARCHITECTURES:
-        torch.manual_seed(0)
         model = small_model(name, attn_type='sdpa').eval()
         with torch.no_grad():
             torch.testing.assert_close(outputs[name, torch.float32], model(x), atol=1e-5, rtol=0, msg=name)

@@ -18,11 +18,8 @@ from esc_basicsr.archs.deploy import deploy, is_deployed
 from esc_basicsr.archs.detection import detect, from_state_dict
 from esc_basicsr.archs.elan_arch import convert_authors_checkpoint
 from esc_basicsr.archs.presets import build, network_g
-from esc_basicsr.archs.table import (ARCHITECTURES, ArchSpec, network_input_multiple, network_value_range, presets,
-                                     with_unit_range)
-from esc_basicsr.layers.lte import FixedScale
-
-from ..helpers.arch_configs import ARBITRARY_SCALE, calibrate_batchnorm, small_kwargs
+from esc_basicsr.archs.table import (ARCHITECTURES, ArchSpec, network_arbitrary_scale, network_input_multiple,
+                                     network_value_range, presets, with_unit_range)
 
 CONFIGS = [(preset, scale) for preset, (spec, _) in presets().items() for scale in spec.scales or (2,)]
 
@@ -42,8 +39,6 @@ def test_every_row_states_its_facts(name: str) -> None:
     spec = ARCHITECTURES[name]
     assert spec.name == name and callable(spec.detect) and callable(spec.input_multiple) and callable(spec.tags)
     assert isinstance(spec.supports_half, bool) and isinstance(spec.supports_bfloat16, bool)
-    # the class attribute that tools holding a model read agrees with the row
-    assert getattr(spec.cls, 'arbitrary_scale', False) is spec.arbitrary_scale
     if spec.arbitrary_scale:
         assert spec.scale_arg is None and spec.scales == ()
     assert set(spec.unit_range_args) <= spec.option_extras
@@ -85,6 +80,13 @@ def test_value_range_and_unit_range() -> None:
     assert network_input_multiple(swinir) is None
 
 
+def test_arbitrary_scale_is_read_from_the_row() -> None:
+    """What the tools holding a network read (infer, export, benchmark, loading): the row of network_g's type."""
+    assert all(network_arbitrary_scale({'type': n}) is spec.arbitrary_scale for n, spec in ARCHITECTURES.items())
+    assert any(spec.arbitrary_scale for spec in ARCHITECTURES.values())
+    assert not network_arbitrary_scale({'type': 'SwinIR', 'upscale': 2})  # BasicSR's own: a fixed scale
+
+
 @pytest.mark.parametrize('name', [n for n, s in ARCHITECTURES.items() if s.convert_checkpoint is not None])
 def test_convert_checkpoint_loads_another_scale(name: str) -> None:
     spec = ARCHITECTURES[name]
@@ -98,33 +100,6 @@ def test_convert_checkpoint_loads_another_scale(name: str) -> None:
     via_load = build(preset, 3)
     via_load.load_state_dict(x2, strict=True)  # the network's load_state_dict applies the same conversion
     assert all(torch.equal(a, b) for a, b in zip(via_load.state_dict().values(), x3.state_dict().values()))
-
-
-def _plain(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in kwargs.items()}
-
-
-@pytest.mark.parametrize('name', sorted(ARCHITECTURES))
-def test_weights_fix_every_argument_but_the_declared_ones(name: str) -> None:
-    """Detection reads every constructor argument off the weights but ``option_extras`` and the row's
-    ``not_in_weights`` (small configurations whose windows are not the defaults: ESCRIB's RIB window 10,
-    not 64); given those, ``from_state_dict`` rebuilds the network exactly."""
-    spec = ARCHITECTURES[name]
-    kwargs = small_kwargs(name)
-    torch.manual_seed(0)
-    model = calibrate_batchnorm(spec.cls(**kwargs)).eval()
-    sd = model.state_dict()
-    found_name, found = detect(sd)
-    assert found_name == name
-    expected, detected = _plain(spec.arguments(kwargs)), _plain(spec.arguments(found))
-    differ = {k for k in expected if expected[k] != detected[k]} - spec.option_extras
-    assert differ <= spec.not_in_weights, {k: (expected[k], detected[k]) for k in differ}
-    rebuilt = from_state_dict(sd, **{k: kwargs[k] for k in spec.not_in_weights | spec.option_extras if k in kwargs})
-    if spec.arbitrary_scale:
-        model, rebuilt = FixedScale(model, ARBITRARY_SCALE), FixedScale(rebuilt, ARBITRARY_SCALE)
-    x = torch.rand(1, 3, 13, 11, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        assert torch.equal(rebuilt(x), model(x))
 
 
 def test_authors_checkpoint_conversion_is_declared() -> None:

@@ -156,8 +156,9 @@ def test_every_missing_benchmark_set_is_listed_with_how_to_run_the_others(data, 
     assert lines[0].startswith('test_ESC_x2.yml: 4 of 5 datasets cannot be read, Set14, B100, Urban100, Manga109 ')
     assert 'docs/data.md' in lines[0]
     for i, name in enumerate(['Set14', 'B100', 'Urban100', 'Manga109']):
-        assert lines[1 + 2 * i] == f"  datasets.test_{i + 2}.dataroot_gt ({name}): 'datasets/{name}/GTmod12' does not exist"
-        assert lines[2 + 2 * i] == f"  datasets.test_{i + 2}.dataroot_lq ({name}): 'datasets/{name}/LRbicx2' does not exist"
+        where = f'  datasets.test_{i + 2}.dataroot'
+        assert lines[1 + 2 * i] == f"{where}_gt ({name}): 'datasets/{name}/GTmod12' does not exist"
+        assert lines[2 + 2 * i] == f"{where}_lq ({name}): 'datasets/{name}/LRbicx2' does not exist"
     assert lines[9].startswith('To run only Set5: set ESC_BASICSR_SKIP_MISSING_SETS=1 (e.g. '
                                '"ESC_BASICSR_SKIP_MISSING_SETS=1 python -m esc_basicsr.test -opt test_ESC_x2.yml")')
     assert len(lines) == 10
@@ -177,8 +178,9 @@ def test_lr_files_named_otherwise_get_the_filename_tmpl_that_fits(data, tmp_path
     opt = {'datasets': {'test_1': dict(name='Set5', type='PairedImageDataset', dataroot_gt=str(gt),
                                        dataroot_lq=str(lq), io_backend={'type': 'disk'})}}
     with pytest.raises(option_checks.DatasetPathError,
-                       match=r"2 of 2 GT files have no LR file named as filename_tmpl '\{\}' says, e.g. 'baby.png' -> "
-                             r"'baby.png' \(.*LRbicx2' has 'babyx2.png': set filename_tmpl: '\{\}x2' for this dataset\)"):
+                       match=r"2 of 2 GT files have no LR file named as filename_tmpl '\{\}' says, e.g. "
+                             r"'baby.png' -> 'baby.png' \(.*LRbicx2' has 'babyx2.png': set filename_tmpl: '\{\}x2' "
+                             r"for this dataset\)"):
         option_checks.check_dataset_paths(opt, 'x.yml')
     opt['datasets']['test_1']['filename_tmpl'] = '{}x2'
     assert option_checks.check_dataset_paths(opt, 'x.yml') == []

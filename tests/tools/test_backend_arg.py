@@ -15,7 +15,7 @@ import esc_basicsr  # noqa: F401  (registers the architectures in BasicSR)
 from esc_basicsr.archs.table import ARCHITECTURES, backend_argument
 from esc_basicsr.tools.loading import build_network, load_network
 
-from ..helpers.arch_configs import small_kwargs
+from ..helpers.arch_cases import small_case
 
 TINY_FLASHBIAS = dict(type='ESCRIB', dim=16, pdim=4, kernel_size=7, n_blocks=1, conv_blocks=1, window_size=8,
                       num_heads=2, upscaling_factor=2, exp_ratio=1.25, attn_type='FlashBias', rank=4, gate_type='DWC')
@@ -30,7 +30,7 @@ def _attention_backends(model: torch.nn.Module) -> set[str]:
 def test_build_network_sets_the_rows_backend_argument(name: str) -> None:
     spec = ARCHITECTURES[name]
     assert backend_argument(name) == spec.backend_arg
-    network_g = {'type': name, **small_kwargs(name)}
+    network_g = {'type': name, **small_case(name).kwargs()}
     model = build_network(network_g, attn_type='naive')
     if spec.backend_arg is None:
         assert _attention_backends(model) == set()

@@ -1,20 +1,23 @@
 """ESC-LTE in the command-line tools: ``python -m esc_basicsr.infer --scale 2.5`` (whole image and
-tiled), its argument and checkpoint errors, and a benchmark row."""
+tiled), its argument and checkpoint errors, ``python -m esc_basicsr.export`` at a scale, and a benchmark row."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
+import onnx
 import pytest
 import torch
 import yaml
 from skimage import data as skdata
 
 import esc_basicsr  # noqa: F401
-from esc_basicsr import benchmark, infer
+from esc_basicsr import benchmark, export, infer
 from esc_basicsr.archs.esc_arch import ESC
 from esc_basicsr.archs.esc_lte_arch import ESCLTE
+from esc_basicsr.layers.lte import scaled_size
 
 from tests.conftest import REPO
 from tests.conftest import TINY_ESC_LTE as TINY
@@ -84,6 +87,34 @@ def test_infer_checkpoint_kind_errors(setup, capsys) -> None:
                                                                       **setup['esc_kwargs'])}))
     assert infer.main(base + ['--opt', str(esc_opt), '--weights', str(root / 'lte.pth')]) == 2
     assert 'load it into ESCLTE' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('scale', ['2', '2.5'])
+def test_export_renders_at_the_given_scale(setup, scale, tmp_path, capsys) -> None:
+    """From the weights alone and --scale: an image-to-image ONNX graph (dynamic batch, height, width) rendering
+    at that scale, checked against PyTorch with onnxruntime at two sizes and batches; the deployed checkpoint."""
+    path = tmp_path / 'lte.onnx'
+    code = export.main(['--weights', str(setup['root'] / 'lte.pth'), '--scale', scale, '--onnx', str(path),
+                        '-o', str(tmp_path / 'lte_deploy.pth')])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert f'renders x{scale}, dynamic batch, height, width' in out.out
+    checks = re.findall(r'input (\d+)x3x(\d+)x(\d+) -> (\d+)x3x(\d+)x(\d+): max abs diff ([0-9.e+-]+)', out.out)
+    assert len(checks) == 2 and {c[0] for c in checks} == {'1', '2'}
+    for b, h, w, ob, oh, ow, diff in checks:
+        assert (ob, int(oh), int(ow)) == (b, *scaled_size(int(h), int(w), float(scale))) and float(diff) < 1e-4
+    dims = [d.dim_param for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim]
+    assert dims[0] and dims[2] and dims[3]  # named, i.e. dynamic
+    assert torch.load(tmp_path / 'lte_deploy.pth', weights_only=True)['network_g']['type'] == 'ESCLTE'
+
+
+def test_export_scale_errors(setup, tmp_path, capsys) -> None:
+    root = setup['root']
+    assert export.main(['--weights', str(root / 'lte.pth'), '--onnx', str(tmp_path / 'x.onnx')]) == 2
+    assert 'give one (--scale' in capsys.readouterr().err
+    assert export.main(['--weights', str(root / 'esc.pth'), '--scale', '2.5', '--onnx', str(tmp_path / 'x.onnx')]) == 2
+    assert 'error: ' in capsys.readouterr().err
+    assert not (tmp_path / 'x.onnx').exists()
 
 
 def test_benchmark_row(tmp_path) -> None:

@@ -105,6 +105,33 @@ def test_export_command_errors(tmp_path, capsys):
     assert 'nothing to write' in capsys.readouterr().err
 
 
+def test_trace_and_verify_sizes_avoid_the_tables_grid(tmp_path, monkeypatch, capsys):
+    """ESCRealM at x1 runs its trunk on the input unshuffled by 4: its window of 8 is a grid of 32 input pixels
+    (the table's input multiple), not the 8 found on its modules; the traced and checked sizes avoid it."""
+    from esc_basicsr.archs.table import network_input_multiple
+    from esc_basicsr.tools import onnx_export
+
+    from ..helpers.arch_cases import small_case
+
+    network_g = {'type': 'ESCRealM', **small_case('ESCRealM').kwargs()}
+    grid = network_input_multiple(network_g)
+    assert grid == 4 * network_g['window_size'] and network_g['upscaling_factor'] == 1
+    torch.save(build_network(network_g).state_dict(), tmp_path / 'realm.pth')
+    (tmp_path / 'opt.yml').write_text(yaml.safe_dump({'network_g': network_g}))
+    sizes = {}
+
+    def export(model, path, size, **kwargs):
+        sizes['trace'] = size
+        open(path, 'wb').close()
+
+    monkeypatch.setattr(onnx_export, 'export_onnx', export)
+    monkeypatch.setattr(onnx_export, 'verify_onnx', lambda model, path, verify: sizes.update(verify=verify) or [])
+    assert main(['--opt', str(tmp_path / 'opt.yml'), '--weights', str(tmp_path / 'realm.pth'),
+                 '--onnx', str(tmp_path / 'realm.onnx')]) == 0, capsys.readouterr()
+    assert sizes['trace'] == (2, 3, 2 * grid + 5, grid + 11)
+    assert sizes['verify'] == [(1, 3, grid + 7, 2 * grid + 3), (2, 3, 2 * grid + 9, grid - 5)]
+
+
 @pytest.mark.slow
 def test_dynamo_exporter(tmp_path):
     from esc_basicsr.layers import attention_backends

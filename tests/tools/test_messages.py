@@ -72,6 +72,7 @@ def test_prepare_names_the_crop_size_and_step_that_fit_small_photos(tmp_path, ca
     assert (f'{hr / "a.png"}: too small (321x481, 312x480 after cropping to a multiple of 12) for --crop-size 480; '
             '--crop-size 312 --step 156 would use it') in err
     assert f'{hr / "b.png"}: too small (300x200, 300x192 after cropping to a multiple of 12)' in err
-    assert err.rstrip().endswith('2 image(s) smaller than --crop-size 480: --crop-size 192 --step 96 would use all of '
-                                 'them (multiples of 12, which every scale divides; training needs gt_size <= crop size)')
+    assert err.rstrip().endswith('2 image(s) smaller than --crop-size 480: --crop-size 192 --step 96 would use all '
+                                 'of them (multiples of 12, which every scale divides; training needs gt_size <= '
+                                 'crop size)')
     assert prepare.main(args + ['--crop-size', '192', '--step', '96']) == 0  # the suggestion works
