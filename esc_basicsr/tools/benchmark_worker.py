@@ -41,7 +41,8 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     settings = SpeedSettings.from_spec(spec)
     settings.check(device, training=bool(spec.get('train')))
     settings.apply_environment()
-    tf32 = set_tf32(spec.get('tf32'))
+    context = set_tf32(spec.get('tf32'))  # recorded in the row, with the device's name
+    context['device_name'] = torch.cuda.get_device_name(device) if device.type == 'cuda' else None
     h, w = spec['lr_size']
     if spec.get('seed') is not None:
         torch.manual_seed(spec['seed'])
@@ -51,7 +52,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     params = count_params(model)  # before folding (ELAN's BatchNorm), as papers count them
     if spec.get('train'):
         settings.prepare(model)
-        return {'params': params, **tf32, **_train_row(model, spec, device, dtype, settings)}
+        return {'params': params, **context, **_train_row(model, spec, device, dtype, settings)}
     model = deploy(model)
     if getattr(model, 'arbitrary_scale', False):  # ESCLTE: timed as rendering at this row's scale
         from ..layers.lte import FixedScale
@@ -59,7 +60,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         model = FixedScale(model, spec.get('scale', 2))
     notes = settings.prepare(model)
     row: dict[str, Any] = {'params': params, 'attn': _backends(model, device, dtype, requires_grad=False),
-                           'settings': settings.describe(), **tf32}
+                           'settings': settings.describe(), **context}
     if notes:
         row['notes'] = notes
     if spec.get('timing', True):
@@ -185,11 +186,14 @@ def _train_row(model: Any, spec: dict[str, Any], device: Any, dtype: Any, settin
     lq = _input((b, 3, p, p), spec.get('seed'), device, torch.float32)
     gt = _input((b, 3, r * p, r * p), None if spec.get('seed') is None else spec['seed'] + 1, device, torch.float32)
     amp = None if dtype == torch.float32 else dtype
+    from .speed_settings import quiet_lru_warnings
+
     trained = model
     if settings is not None and settings.compile:
         kwargs = {'backend': settings.compile_backend} if settings.compile_backend else {}
         trained = torch.compile(model, **kwargs)  # an nn.Module sharing model's parameters
-    row = measure_train_step(trained, lq, gt, spec['warmup'], spec['repeats'], amp_dtype=amp)
+    with quiet_lru_warnings():
+        row = measure_train_step(trained, lq, gt, spec['warmup'], spec['repeats'], amp_dtype=amp)
     row['settings'] = settings.describe() if settings is not None else 'default'
     row['attn'] = _backends(model, device, dtype, requires_grad=True)
     row['batch_size'] = b

@@ -192,13 +192,14 @@ class CompiledNetwork:
 
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        with size_oblivious(), _quiet_lru_warnings():
+        with size_oblivious(), quiet_lru_warnings():
             out = self.compiled(x)
         return out.clone() if self.cuda_graphs else out
 
 
 @contextlib.contextmanager
-def _quiet_lru_warnings():
+def quiet_lru_warnings():
+    """Dynamo's warning about tracing through ``functools.lru_cache`` silenced (see :data:`_LRU_WARNING`)."""
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message=_LRU_WARNING)
         yield
