@@ -16,6 +16,12 @@ Examples::
     python -m esc_basicsr.benchmark --weights ESC_x2.pth my_realm.pth    # networks read off checkpoints
     python -m esc_basicsr.benchmark --train --device cpu --threads 2 --batch-size 8 \\
         --models esc_light swinir_light --baseline swinir_light           # one training iteration
+    python -m esc_basicsr.benchmark --device cuda --models esc --bf16 --autocast --tf32 on --compile
+    python -m esc_basicsr.benchmark --device cuda --models esc --bf16 --low-rank-bias rank:16
+
+The speed settings (``--compile``, ``--cuda-graphs``, ``--channels-last``, ``--low-rank-bias``,
+``--flex-kernel-options``: :mod:`esc_basicsr.tools.speed_settings`) apply to every row; none has been measured
+on a GPU yet. ``scripts/gpu_speed.sh`` measures them all against issue 21's goals in one run.
 
 See docs/benchmark.md for the definitions. The machinery: :mod:`esc_basicsr.tools.benchmark_plan` (the rows and
 their run), :mod:`.benchmark_worker` (one row) and :mod:`.benchmark_report` (table and files).
@@ -30,6 +36,7 @@ from .tools.benchmark_plan import DEFAULT_MODELS, make_plan, run_plan
 from .tools.benchmark_report import report
 from .tools.benchmark_worker import main as worker_main
 from .tools.cli import PRECISION_CHOICES, attn_choices, parse_size, preset_choices
+from .tools.speed_settings import add_arguments as add_speed_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--precision', default='fp32', choices=PRECISION_CHOICES)
     p.add_argument('--fp16', dest='precision', action='store_const', const='fp16', help='= --precision fp16')
     p.add_argument('--bf16', dest='precision', action='store_const', const='bf16', help='= --precision bf16')
+    p.add_argument('--autocast', action='store_true',
+                   help='bf16/fp16 inference under autocast with float32 weights (default: network and input cast)')
+    p.add_argument('--tf32', default='default', choices=('default', 'on', 'off'),
+                   help='CUDA TF32: on (matmuls and cuDNN convolutions), off (strict fp32) or PyTorch\'s default '
+                        '(convolutions on, matmuls off)')
     p.add_argument('--threads', type=int, default=None, help='CPU threads (torch.set_num_threads)')
     p.add_argument('--warmup', type=int, default=None, help='untimed passes (default: CPU 1, CUDA 5)')
     p.add_argument('--repeats', type=int, default=None, help='timed passes, median reported (default: CPU 3, CUDA 20)')
@@ -77,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--batch-size', type=int, default=None,
                        help='training batch (default: the recipe\'s 64 on CUDA, 8 on the CPU)')
     train.add_argument('--patch', type=int, default=64, help='LR patch size (default 64: the recipe\'s GT 128 at x2)')
+    add_speed_arguments(p)
+    p.add_argument('--compile-backend', default=None, help=argparse.SUPPRESS)  # tests on a CPU: aot_eager
     p.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     return p
 

@@ -34,6 +34,7 @@ import numpy as np
 
 def build_parser() -> argparse.ArgumentParser:
     from .tools.cli import PRECISION_CHOICES, attn_choices, output_scale, preset_choices, preset_name
+    from .tools.speed_settings import add_arguments as add_speed_arguments
 
     p = argparse.ArgumentParser(prog='python -m esc_basicsr.infer', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--compare', metavar='GT_DIR', default=None,
                    help='ground truths named like the inputs: PSNR of the outputs and of bicubic per image, and '
                    'a side-by-side figure (input, bicubic, model, GT) written to the output folder')
+    add_speed_arguments(p)
     return p
 
 
@@ -80,11 +82,13 @@ class Upscaler:
     Call with ``(B, 3, H, W)`` float32 RGB in [0, 1] (CPU) -> ``(B, 3, rH, rW)`` float32 in [0, 1] (CPU).
     """
 
-    def __init__(self, network, device, dtype, tile: int = 0, tile_pad: int = 32) -> None:
+    def __init__(self, network, device, dtype, tile: int = 0, tile_pad: int = 32, settings=None) -> None:
         from .archs.table import ARCHITECTURES, network_arbitrary_scale
         from .tools.tiling import tile_alignment
 
         self.model = network.model.to(device=device, dtype=dtype)
+        # what runs the network: the model, or its compiled form (--compile, --cuda-graphs)
+        self.run = settings.wrap(self.model) if settings is not None else self.model
         self.scale = network.scale
         self.value_range = network.value_range
         self.device, self.dtype = device, dtype
@@ -101,8 +105,8 @@ class Upscaler:
 
         h, w = x.shape[-2:]
         if self.pad_multiple <= 1 or (h % self.pad_multiple == 0 and w % self.pad_multiple == 0):
-            return self.model(x)
-        return self.model(pad_to_multiple(x, self.pad_multiple))[..., :h * self.scale, :w * self.scale]
+            return self.run(x)
+        return self.run(pad_to_multiple(x, self.pad_multiple))[..., :h * self.scale, :w * self.scale]
 
     def __call__(self, x):
         import torch
@@ -169,6 +173,7 @@ class Run:
     network: Any
     max_pixels: int
     skipped: list = field(default_factory=list)  # (path, why): non-regular files and second names of one file
+    notes: list = field(default_factory=list)  # what the speed settings did (e.g. the low-rank bias's ranks)
 
 
 @dataclass
@@ -246,6 +251,7 @@ def prepare_run(args: argparse.Namespace) -> Run:
     from .tools.loading import load_network
     from .tools.options_check import check_network_g, check_weights_file
     from .tools.runtime import resolve_device, resolve_dtype
+    from .tools.speed_settings import SpeedSettings
     from .utils.atomic import check_writable
     from .utils.image_io import DEFAULT_MAX_PIXELS, output_format
     from .utils.options import read_option_file
@@ -269,6 +275,8 @@ def prepare_run(args: argparse.Namespace) -> Run:
         check_gt_untouched(plan, args.compare, args.output)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.precision, device)
+    settings = SpeedSettings.from_args(args)
+    settings.check(device)
     if args.opt is not None:
         check_network_g(read_option_file(args.opt)['network_g'], f'--opt {args.opt}: network_g')
     check_weights_file(args.weights)
@@ -284,8 +292,10 @@ def prepare_run(args: argparse.Namespace) -> Run:
         check_writable(args.output)
     except OSError as exc:
         raise ValueError(f'-o {args.output}: cannot write there ({exc.strerror or exc})') from None
-    upscaler = Upscaler(network, device, dtype, args.tile, args.tile_pad)
-    return Run(plan, upscaler, network, args.max_pixels or DEFAULT_MAX_PIXELS, skipped)
+    settings.apply_environment()
+    notes = settings.prepare(network.model)
+    upscaler = Upscaler(network, device, dtype, args.tile, args.tile_pad, settings)
+    return Run(plan, upscaler, network, args.max_pixels or DEFAULT_MAX_PIXELS, skipped, notes)
 
 
 def network_line(run: Run, args: argparse.Namespace) -> str:
@@ -394,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for src, why in run.skipped:
         print(f'skipped: {src}: {why}', file=sys.stderr)
     print(network_line(run, args), file=sys.stderr, flush=True)
+    for note in run.notes:
+        print(f'note: {note}', file=sys.stderr)
     progress = Progress()
     try:
         written, failed, notes = upscale_all(run, args, progress)

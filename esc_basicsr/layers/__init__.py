@@ -7,6 +7,7 @@ from .conv_attn import (ConvAttn, DecomposedConvAttn, DecomposedPartialLargeKern
 from .conv_ffn import ConvFFN
 from .dysample import DySample
 from .esc_block import ESCBlock
+from .low_rank_bias import convert_low_rank_bias
 from .norm import LayerNorm2d
 from .padding import pad_bottom_right, pad_to_multiple
 from .rib_attention import FlashBiasAttention, LowRankWindowAttention, RIBAttention, rib_coordinate_features
@@ -19,6 +20,6 @@ __all__ = [
     'DySample', 'DynamicKernelPredictor', 'ESCBlock', 'FlashBiasAttention', 'GATE_TYPES', 'LayerNorm2d',
     'LowRankWindowAttention', 'PartialLargeKernelConv', 'RIBAttention', 'SkipUpsampler', 'UPSAMPLERS',
     'UPSAMPLER_TYPES', 'UniUpsample', 'WindowAttention',
-    'dynamic_depthwise_conv', 'geometric_ensemble', 'low_rank_attention', 'normalize_attn_type', 'pad_bottom_right',
+    'convert_low_rank_bias', 'dynamic_depthwise_conv', 'geometric_ensemble', 'low_rank_attention', 'normalize_attn_type', 'pad_bottom_right',
     'pad_to_multiple', 'resolve_backend', 'resolve_low_rank_backend', 'rib_coordinate_features', 'windowed_attention'
 ]

@@ -18,7 +18,10 @@ Backends (``attn_type``), case-insensitive so the authors' ``Naive/SDPA/Flex`` s
 
 On CUDA ``flex`` runs compiled, one compiled entry per variant (:class:`CompiledFlex`): dynamo's
 recompile limit, shared by every compiled ``flex_attention`` of a process, would otherwise send the
-9th variant (dtype, grad mode, window, heads) to FlexAttention's unfused path without a word.
+9th variant (dtype, grad mode, window, heads) to FlexAttention's unfused path without a word. Inside a
+model compiled as a whole (``torch.compile(model)``, the tools' ``--compile``) the model's graph takes
+``flex_attention`` in instead. ``ESC_BASICSR_FLEX_KERNEL_OPTIONS`` (:func:`~.config.flex_kernel_options`)
+gives every call FlexAttention's ``kernel_options`` (block sizes, warps, stages of the compiled kernel).
 
 Attention whose bias is given by low-rank positional factors concatenated to q and k (RIB /
 FlashBias, :mod:`esc_basicsr.layers.rib_attention`) goes through the same resolver:
@@ -34,13 +37,13 @@ import functools
 import logging
 import re
 import types
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from . import cpu_bias_attention
-from .config import ATTN_ENV, attn_override
+from .config import ATTN_ENV, attn_override, flex_kernel_options
 from .export_state import is_exporting
 
 ATTN_TYPES = ('auto', 'naive', 'sdpa', 'flex')
@@ -240,10 +243,13 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor)
         return cpu_bias_attention.biased_attention(q, k, v, bias)
     # A 4-D (1, heads, N, N) mask keeps PyTorch on its fused kernels (on the CPU a 3-D mask falls
     # back to the math path, which materialises every score matrix: 2.2 GB vs 22 MB at 176x320).
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype).unsqueeze(0))
+    mask = bias.to(q.dtype).unsqueeze(0)
+    if torch.compiler.is_compiling():  # a graph broadcasting 1 to the windows would not serve 1 window
+        mask = mask.expand(q.shape[0], -1, -1, -1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
-def _size_oblivious() -> contextlib.AbstractContextManager:
+def size_oblivious() -> contextlib.AbstractContextManager:
     """Dynamo specialises dimensions of size 0/1 even with ``dynamic=True``, so an image of one
     window would compile a second graph; size-oblivious reasoning keeps one graph for every image
     size. A private PyTorch setting: where it is missing, the extra compile is the only cost."""
@@ -270,6 +276,7 @@ class FlexVariant(NamedTuple):
     head_dim: int
     window: int
     score_mod: str = 'relative_position_bias'
+    kernel_options: tuple[tuple[str, Any], ...] = ()  # FlexAttention's kernel_options, sorted pairs
 
     def describe(self) -> str:
         """The layer and mode in words, for messages."""
@@ -281,15 +288,17 @@ class FlexVariant(NamedTuple):
     def code_name(self) -> str:
         """A Python identifier naming the variant (its compiled code's name in dynamo's logs)."""
         dtype = str(self.dtype).replace('torch.', '')
+        options = ''.join(f'_{k}{v}' for k, v in self.kernel_options)
         name = (f'flex_attention__{self.score_mod}_w{self.window}_h{self.heads}_d{self.head_dim}_{dtype}_'
                 f'{"grad" if self.requires_grad else "nograd"}{"" if self.grad_mode else "_nogradmode"}_'
-                f'{self.device}')
+                f'{self.device}{options}')
         return re.sub(r'\W', '_', name)
 
 
 def _flex_entry(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, score_mod: Callable) -> torch.Tensor:
-    """The code each :class:`FlexVariant` compiles a copy of (``flex_attention`` from its globals)."""
-    return flex_attention(q, k, v, score_mod=score_mod)  # noqa: F821 - in the copy's globals
+    """The code each :class:`FlexVariant` compiles a copy of (``flex_attention`` and the variant's
+    ``kernel_options`` from its globals)."""
+    return flex_attention(q, k, v, score_mod=score_mod, kernel_options=kernel_options)  # noqa: F821 - copy's globals
 
 
 class CompiledFlex:
@@ -330,19 +339,20 @@ class CompiledFlex:
         """``flex_attention(q, k, v, score_mod=score_mod)``, compiled for ``variant``."""
         from torch.nn.attention.flex_attention import flex_attention
 
+        options = dict(variant.kernel_options) or None
         if torch.compiler.is_compiling():  # inside a compiled model: its graph takes flex_attention in
-            return flex_attention(q, k, v, score_mod=score_mod)
+            return flex_attention(q, k, v, score_mod=score_mod, kernel_options=options)
         if variant not in self._compiled:
             name = variant.code_name()
             code = _flex_entry.__code__.replace(co_name=name)
             if hasattr(code, 'co_qualname'):
                 code = code.replace(co_qualname=name)
-            entry = types.FunctionType(code, {'flex_attention': flex_attention, '__builtins__': builtins,
-                                              '__name__': __name__}, name)
+            entry = types.FunctionType(code, {'flex_attention': flex_attention, 'kernel_options': options,
+                                              '__builtins__': builtins, '__name__': __name__}, name)
             self._compiled[variant] = (torch.compile(entry, **self.compile_kwargs), code)
         compiled, code = self._compiled[variant]
         attempts, compiled_ok = _frame_counts()
-        with _size_oblivious():
+        with size_oblivious():
             out = compiled(q, k, v, score_mod)
         attempts_after, compiled_ok_after = _frame_counts()
         if attempts_after - attempts > compiled_ok_after - compiled_ok:  # dynamo ran this call uncompiled
@@ -409,15 +419,16 @@ def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor
         rel_col = kv_idx % w - q_idx % w + w - 1
         return score + table[h, rel_row * (2 * w - 1) + rel_col]
 
+    options = flex_kernel_options()
     compiled = _flex_function(q.device)
-    if compiled is None:
+    if compiled is None:  # FlexAttention's eager path: the options change no value
         from torch.nn.attention.flex_attention import flex_attention
-        return flex_attention(q, k, v, score_mod=score_mod)
+        return flex_attention(q, k, v, score_mod=score_mod, kernel_options=dict(options) or None)
     variant = FlexVariant(
         device=str(q.device), dtype=q.dtype, grad_mode=torch.is_grad_enabled(),
         requires_grad=q.requires_grad or table.requires_grad,
         autocast=_autocast_dtype(q.device.type),
-        heads=q.shape[1], head_dim=q.shape[-1], window=w)
+        heads=q.shape[1], head_dim=q.shape[-1], window=w, kernel_options=options)
     if not compiled.usable(variant):
         return _sdpa(q, k, v, relative_position_bias(table, w))
     return compiled(q, k, v, score_mod, variant)

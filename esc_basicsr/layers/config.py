@@ -2,17 +2,24 @@
 
 * ``ESC_BASICSR_ATTN=naive|sdpa|flex``: what ``attn_type='auto'`` resolves to.
 * ``ESC_BASICSR_CHANNELS_LAST=0|1``: force the memory format of the ESC family.
+* ``ESC_BASICSR_FLEX_KERNEL_OPTIONS='{"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2}'``
+  (advanced): FlexAttention's ``kernel_options`` (a JSON object), passed to every ``flex_attention`` call
+  of the window attention. They choose the compiled CUDA kernel's tiling; FlexAttention's eager path
+  (CPU) computes the same values whatever they say. Not measured on a GPU yet (benchmarks/README.md).
 
-The values are read at first use and cached (``attn_override.cache_clear()`` re-reads one after
+The values are read at first use and cached (``attn_override.cache_clear()`` etc. re-read one after
 changing ``os.environ`` in a running program).
 """
 from __future__ import annotations
 
 import functools
+import json
 import os
+from typing import Any
 
 ATTN_ENV = 'ESC_BASICSR_ATTN'
 CHANNELS_LAST_ENV = 'ESC_BASICSR_CHANNELS_LAST'
+FLEX_KERNEL_OPTIONS_ENV = 'ESC_BASICSR_FLEX_KERNEL_OPTIONS'
 
 
 @functools.lru_cache(maxsize=None)
@@ -29,3 +36,28 @@ def channels_last_override() -> bool | None:
         return None
     return forced not in ('0', 'false', 'no', 'off')
 
+
+@functools.lru_cache(maxsize=None)
+def flex_kernel_options() -> tuple[tuple[str, Any], ...]:
+    """``ESC_BASICSR_FLEX_KERNEL_OPTIONS`` as sorted ``(key, value)`` pairs (``()`` when unset).
+
+    Raises:
+        ValueError: not a JSON object of names to numbers, booleans or strings (the message quotes it).
+    """
+    text = os.environ.get(FLEX_KERNEL_OPTIONS_ENV, '').strip()
+    return parse_flex_kernel_options(text, FLEX_KERNEL_OPTIONS_ENV) if text else ()
+
+
+def parse_flex_kernel_options(text: str, origin: str = 'flex kernel options') -> tuple[tuple[str, Any], ...]:
+    """``'{"BLOCK_M": 64}'`` -> ``(('BLOCK_M', 64),)``; ``ValueError`` naming ``origin`` unless a JSON object
+    of names to numbers, booleans or strings (FlexAttention's ``kernel_options``)."""
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f'{origin}={text!r} is not JSON ({exc}); expected e.g. '
+                         '\'{"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2}\'') from None
+    if not isinstance(options, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float, bool, str)) for k, v in options.items()):
+        raise ValueError(f'{origin}={text!r}: expected a JSON object of FlexAttention kernel options (names to '
+                         'numbers, booleans or strings), e.g. {"BLOCK_M": 64, "num_warps": 4}')
+    return tuple(sorted(options.items()))

@@ -138,17 +138,25 @@ class Plan:
     warmup: int
     repeats: int
     rounds: int
+    settings: Any = None  # the speed settings (tools.speed_settings.SpeedSettings) of every row
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """Validate the arguments and decide the rows; raises ``ValueError``/``KeyError``/``OSError``."""
     import torch
 
+    from dataclasses import replace
+
     from .runtime import resolve_device, resolve_dtype
+    from .speed_settings import SpeedSettings
     from ..utils.output_paths import check_distinct_files
 
     device = resolve_device(args.device)
     resolve_dtype(args.precision, device)
+    settings = replace(SpeedSettings.from_args(args), compile_backend=getattr(args, 'compile_backend', None))
+    settings.check(device, training=args.train)
+    if getattr(args, 'autocast', False) and args.precision == 'fp32' and not args.train:
+        raise ValueError('--autocast runs bf16/fp16 under autocast: give --precision bf16 or fp16')
     weight_entries, args.scale = weights_entries(args.weights, args.scale)
     models = args.models if args.models is not None else ([] if args.weights else list(DEFAULT_MODELS))
     entries, notes = make_entries(models, args.basicsr_arch, args.backends, args.scale)
@@ -172,10 +180,12 @@ def make_plan(args: argparse.Namespace) -> Plan:
               'precision': args.precision, 'threads': args.threads, 'scale': args.scale, 'lr_size': [h, w],
               'out_size': [h * args.scale, w * args.scale], 'warmup': warmup, 'repeats': repeats,
               'isolated': args.isolate and args.timing, 'torch': torch.__version__, 'baseline': args.baseline,
-              'mode': 'train' if args.train else 'inference', 'batch_size': args.batch_size if args.train else 1}
+              'mode': 'train' if args.train else 'inference', 'batch_size': args.batch_size if args.train else 1,
+              'settings': settings.describe(), 'tf32': getattr(args, 'tf32', 'default'),
+              'autocast': bool(getattr(args, 'autocast', False)) or args.train}
     rounds = max(1, args.rounds) if args.isolate and args.timing else 1
     config['rounds'] = rounds
-    return Plan(entries, notes, config, (h, w), warmup, repeats, rounds)
+    return Plan(entries, notes, config, (h, w), warmup, repeats, rounds, settings)
 
 
 def run_plan(plan: Plan, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -183,7 +193,9 @@ def run_plan(plan: Plan, args: argparse.Namespace) -> list[dict[str, Any]]:
     results: list[list[dict[str, Any]]] = [[] for _ in plan.entries]
     base = {'lr_size': list(plan.lr_size), 'device': plan.config['device'], 'precision': args.precision,
             'threads': args.threads, 'warmup': plan.warmup, 'repeats': plan.repeats, 'timing': args.timing,
-            'scale': args.scale, 'train': args.train, 'batch_size': args.batch_size, 'patch': args.patch}
+            'scale': args.scale, 'train': args.train, 'batch_size': args.batch_size, 'patch': args.patch,
+            'tf32': plan.config['tf32'], 'autocast': plan.config['autocast'],
+            **(plan.settings.to_spec() if plan.settings is not None else {})}
     for r in range(plan.rounds):
         for i, entry in enumerate(plan.entries):
             spec = dict(base, network_g=entry.network_g, attn=entry.attn, macs=args.macs and r == 0 and not args.train)

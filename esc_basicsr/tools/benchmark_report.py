@@ -22,10 +22,15 @@ def _macs_g(row: dict[str, Any]) -> float | None:
     return row['macs'] / 1e9 if row.get('macs') is not None else None
 
 
+def _seconds(key: str):
+    return lambda r: r[key] / 1000 if r.get(key) is not None else None
+
+
 # (heading, value of a row, format): the columns between "params" and "memory added"
-_INFERENCE_COLUMNS = (('MACs (G)', _macs_g, '.1f'), ('latency (ms)', lambda r: r.get('latency_ms'), '.1f'))
-_TRAIN_COLUMNS = (('step (ms)', lambda r: r.get('step_ms'), '.0f'),
-                  ('images/s', lambda r: r.get('images_per_s'), '.2f'))
+_INFERENCE_COLUMNS = (('MACs (G)', _macs_g, '.1f'), ('latency (ms)', lambda r: r.get('latency_ms'), '.1f'),
+                      ('first call (s)', _seconds('first_call_ms'), '.2f'))
+_TRAIN_COLUMNS = (('step (ms)', lambda r: r.get('step_ms'), '.0f'), ('images/s', lambda r: r.get('images_per_s'), '.2f'),
+                  ('first step (s)', _seconds('first_step_ms'), '.2f'))
 
 
 def format_table(rows: list[dict[str, Any]], baseline: str | None, train: bool = False) -> str:
@@ -95,18 +100,24 @@ def report(plan: Plan, rows: list[dict[str, Any]], args: argparse.Namespace) -> 
     """Print the table and notes; write the JSON/CSV/PNG outputs that were asked for."""
     (h, w), cfg = plan.lr_size, plan.config
     threads = f', {args.threads or cfg.get("threads") or "default"} threads' if cfg['device'] == 'cpu' else ''
+    if cfg['device'].startswith('cuda'):
+        threads += f', TF32 {cfg.get("tf32", "default")}'
+    if cfg.get('settings', 'default') != 'default':
+        threads += f', {cfg["settings"]}'
     if args.train:
         title = (f'training step x{args.scale}: batch {args.batch_size} of {h}x{w} LR patches, L1 + AdamW, '
                  f'{cfg["device"]}{threads}, {args.precision}')
         table = format_table(rows, args.baseline, train=True)
     else:
+        precision = f'{args.precision} autocast' if cfg.get('autocast') and args.precision != 'fp32' else args.precision
         title = (f'x{args.scale}, input {h}x{w} -> output {h * args.scale}x{w * args.scale} (HxW), {cfg["device"]}'
-                 f'{threads}, {args.precision}')
+                 f'{threads}, {precision}')
         table = format_table(rows, args.baseline)
     timing = f'; time: median of {plan.repeats} after {plan.warmup} warm-up' if args.timing else ''
     print(f'\n{title}{timing}\n')
     print(table)
-    for note in plan.notes + [n for e in plan.entries for n in e.notes]:
+    row_notes = [f'{r["label"]}: {n}' for r in rows for n in r.get('notes', [])]
+    for note in plan.notes + [n for e in plan.entries for n in e.notes] + row_notes:
         print(f'\nnote: {note}')
     if args.json:
         from ..utils.atomic import write_text

@@ -7,7 +7,8 @@
   fused kernels, which the counter cannot see into (FlexAttention) or counts only for some
   kernels. Element-wise work (softmax, GELU, LayerNorm, additions) is not counted, as in papers.
 * **Latency**: median of ``repeats`` timed forward passes after ``warmup`` passes, with the
-  device synchronised around each pass.
+  device synchronised around each pass. The first pass is timed on its own (``first_call_ms``:
+  compilation, autotuning and allocations included).
 * **Memory**: CUDA: ``torch.cuda.max_memory_allocated`` during one forward (after resetting the
   peak), minus what was allocated before it. CPU: growth of the process's resident-set peak
   (``VmHWM``, reset through ``/proc/self/clear_refs``) over the resident set before the first
@@ -21,7 +22,7 @@ import resource
 import statistics
 import sys
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -101,24 +102,30 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def measure(model: nn.Module, x: torch.Tensor, warmup: int = 2, repeats: int = 5) -> dict:
-    """Latency and peak memory of ``model(x)`` on ``x``'s device (model already there).
+def measure(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, warmup: int = 2, repeats: int = 5) -> dict:
+    """Latency and peak memory of ``model(x)`` on ``x``'s device (model already there; any callable, e.g. a
+    compiled network).
 
     CPU: the first forward pass measures memory (before the allocator holds pages of earlier
-    passes) and counts as a warm-up pass. CUDA: ``warmup`` passes first (compilation, cuDNN
-    autotuning), then one pass with the peak statistics reset (allocator statistics are exact
+    passes) and counts as a warm-up pass. CUDA: ``warmup`` passes first (at least one: compilation,
+    cuDNN autotuning), then one pass with the peak statistics reset (allocator statistics are exact
     whatever is cached). Then ``repeats`` timed passes.
 
     Returns:
-        ``latency_ms`` (median), ``latencies_ms`` (all timed passes), ``mem_added_mb`` (memory
-        added by the forward at its peak), ``mem_peak_mb`` (CUDA: peak allocated; CPU: peak RSS
-        of the process), ``mem_method``.
+        ``latency_ms`` (median), ``latencies_ms`` (all timed passes), ``first_call_ms`` (the first pass),
+        ``mem_added_mb`` (memory added by the forward at its peak), ``mem_peak_mb`` (CUDA: peak
+        allocated; CPU: peak RSS of the process), ``mem_method``.
     """
     device = x.device
     with torch.inference_mode():
         gc.collect()
         if device.type == 'cuda':
-            for _ in range(warmup):
+            synchronize(device)
+            start = time.perf_counter()
+            model(x)  # the first of the warm-up passes
+            synchronize(device)
+            first = time.perf_counter() - start
+            for _ in range(warmup - 1):
                 model(x)
             synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
@@ -130,7 +137,9 @@ def measure(model: nn.Module, x: torch.Tensor, warmup: int = 2, repeats: int = 5
         else:
             exact = reset_peak_rss()
             before = rss_bytes()
+            start = time.perf_counter()
             model(x)
+            first = time.perf_counter() - start
             peak = peak_rss_bytes()
             method = 'VmHWM after reset' if exact else 'ru_maxrss (upper bound)'
             for _ in range(max(warmup - 1, 0)):
@@ -142,7 +151,7 @@ def measure(model: nn.Module, x: torch.Tensor, warmup: int = 2, repeats: int = 5
             model(x)
             synchronize(device)
             latencies.append((time.perf_counter() - start) * 1000)
-    return {'latency_ms': statistics.median(latencies), 'latencies_ms': latencies,
+    return {'latency_ms': statistics.median(latencies), 'latencies_ms': latencies, 'first_call_ms': first * 1000,
             'mem_added_mb': max(peak - before, 0) / 2**20, 'mem_peak_mb': peak / 2**20, 'mem_method': method}
 
 
@@ -164,7 +173,8 @@ def measure_train_step(model: nn.Module, lq: torch.Tensor, gt: torch.Tensor, war
         amp_dtype: autocast dtype (``torch.bfloat16``/``torch.float16``), ``None`` for none.
 
     Returns:
-        ``step_ms`` (median), ``steps_ms``, ``mem_added_mb``, ``mem_peak_mb``, ``mem_method``.
+        ``step_ms`` (median), ``steps_ms``, ``first_step_ms`` (the first step: compilation included),
+        ``mem_added_mb``, ``mem_peak_mb``, ``mem_method``.
     """
     device = lq.device
     model.train()
@@ -188,13 +198,17 @@ def measure_train_step(model: nn.Module, lq: torch.Tensor, gt: torch.Tensor, war
         synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
+        start = time.perf_counter()
         step()
         synchronize(device)
+        first = time.perf_counter() - start
         peak, method = torch.cuda.max_memory_allocated(device), 'cuda max_memory_allocated'
     else:
         exact = reset_peak_rss()
         before = rss_bytes()
+        start = time.perf_counter()
         step()
+        first = time.perf_counter() - start
         peak = peak_rss_bytes()
         method = 'VmHWM after reset' if exact else 'ru_maxrss (upper bound)'
     for _ in range(max(warmup, 0)):
@@ -206,5 +220,5 @@ def measure_train_step(model: nn.Module, lq: torch.Tensor, gt: torch.Tensor, war
         step()
         synchronize(device)
         times.append((time.perf_counter() - start) * 1000)
-    return {'step_ms': statistics.median(times), 'steps_ms': times, 'mem_added_mb': max(peak - before, 0) / 2**20,
-            'mem_peak_mb': peak / 2**20, 'mem_method': method}
+    return {'step_ms': statistics.median(times), 'steps_ms': times, 'first_step_ms': first * 1000,
+            'mem_added_mb': max(peak - before, 0) / 2**20, 'mem_peak_mb': peak / 2**20, 'mem_method': method}

@@ -143,3 +143,35 @@ def test_training_step_updates_the_weights():
 def test_training_benchmark_refuses_no_timing(capsys):
     assert main(['--train', '--device', 'cpu', '--models', 'esc', '--no-timing']) == 2
     assert '--no-timing' in capsys.readouterr().err
+
+
+def test_speed_settings_reach_every_row(tmp_path, capsys):
+    """The speed settings in one isolated row (a fresh process: the environment settings stay there): compiled
+    (aot_eager on the CPU), low-rank bias, channels-last, FlexAttention kernel options; first-call time reported."""
+    rc = main(['--device', 'cpu', '--threads', '1', '--lr-size', '12x20', '--scale', '2', '--models',
+               '--basicsr-arch', f'ESC:{TINY_ESC}', '--warmup', '1', '--repeats', '1', '--no-macs',
+               '--compile', '--compile-backend', 'aot_eager', '--low-rank-bias', 'rank:8', '--channels-last',
+               '--flex-kernel-options', '{"num_warps": 2}', '--json', str(tmp_path / 's.json')])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert 'compile, channels-last, low-rank bias rank 8, flex {"num_warps": 2}' in out and 'first call (s)' in out
+    assert 'note: ESC: low-rank bias: ranks 8 of 64' in out
+    (row,) = json.loads((tmp_path / 's.json').read_text())['results']
+    assert row['attn'] == 'sdpa' and row['first_call_ms'] > 0 and row['settings'].startswith('compile')
+
+
+def test_autocast_tf32_and_refusals(tmp_path, capsys):
+    rc = main(['--device', 'cpu', '--threads', '1', '--lr-size', '12x20', '--scale', '2', '--models',
+               '--basicsr-arch', f'ESC:{TINY_ESC}', '--no-isolate', '--warmup', '0', '--repeats', '1', '--no-macs',
+               '--bf16', '--autocast', '--tf32', 'off', '--json', str(tmp_path / 'a.json')])
+    assert rc == 0, capsys.readouterr()
+    assert 'bf16 autocast' in capsys.readouterr().out
+    (row,) = json.loads((tmp_path / 'a.json').read_text())['results']
+    assert row['autocast'] and row['tf32'] == 'off' and not row['tf32_matmul'] and not row['tf32_cudnn']
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default, changed by --tf32 off in this process
+    assert main(['--device', 'cpu', '--models', 'esc', '--cuda-graphs']) == 2
+    assert '--cuda-graphs needs a CUDA device' in capsys.readouterr().err
+    assert main(['--device', 'cpu', '--models', 'esc', '--autocast']) == 2
+    assert '--autocast' in capsys.readouterr().err
+    assert main(['--device', 'cpu', '--models', 'esc', '--train', '--low-rank-bias', '1e-3']) == 2
+    assert 'not for --train' in capsys.readouterr().err

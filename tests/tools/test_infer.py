@@ -167,3 +167,27 @@ def test_list_inputs_and_output_names(setup):
     assert names == ['broken.png', 'gray.png', 'rgb.png', 'sub/deep.png', 'sub/rgba.png']
     assert output_path('o', Path('sub/a.png'), '_x2') == Path('o/sub/a_x2.png')
     assert output_path('o', Path('a.png'), '', 'jpg') == Path('o/a.jpg')
+
+
+def test_speed_settings(setup, tmp_path, capsys, monkeypatch):
+    """--low-rank-bias at a tolerance below float32 noise and --compile (aot_eager on the CPU) write the images the
+    default run writes, for inputs of several sizes; --cuda-graphs is refused on the CPU before anything runs."""
+    assert run(setup, tmp_path / 'default') == 1  # broken.png fails in every run
+    assert run(setup, tmp_path / 'low_rank', '--low-rank-bias', '1e-5') == 1
+    assert 'note: low-rank bias: ranks 64 of 64' in capsys.readouterr().err
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, 'compile', lambda model, **kw: compile_(model, **{'backend': 'aot_eager', **kw}))
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    assert run(setup, tmp_path / 'compiled', '--compile') == 1
+    assert counters['stats']['unique_graphs'] >= 1  # the network ran compiled
+    torch._dynamo.reset()
+    for name in ('rgb.png', 'gray.png', 'sub/rgba.png', 'sub/deep.png'):
+        default = cv2.imread(str(tmp_path / 'default' / name), cv2.IMREAD_UNCHANGED).astype(int)
+        for other in ('low_rank', 'compiled'):
+            assert np.abs(cv2.imread(str(tmp_path / other / name), cv2.IMREAD_UNCHANGED).astype(int) - default).max() <= 1
+    assert run(setup, tmp_path / 'o', '--cuda-graphs') == 2
+    assert '--cuda-graphs needs a CUDA device' in capsys.readouterr().err
+    assert not (tmp_path / 'o').exists()
