@@ -20,6 +20,7 @@ __all__ = [
     'DySample', 'DynamicKernelPredictor', 'ESCBlock', 'FlashBiasAttention', 'GATE_TYPES', 'LayerNorm2d',
     'LowRankWindowAttention', 'PartialLargeKernelConv', 'RIBAttention', 'SkipUpsampler', 'UPSAMPLERS',
     'UPSAMPLER_TYPES', 'UniUpsample', 'WindowAttention',
-    'convert_low_rank_bias', 'dynamic_depthwise_conv', 'geometric_ensemble', 'low_rank_attention', 'normalize_attn_type', 'pad_bottom_right',
+    'convert_low_rank_bias', 'dynamic_depthwise_conv', 'geometric_ensemble', 'low_rank_attention',
+    'normalize_attn_type', 'pad_bottom_right',
     'pad_to_multiple', 'resolve_backend', 'resolve_low_rank_backend', 'rib_coordinate_features', 'windowed_attention'
 ]

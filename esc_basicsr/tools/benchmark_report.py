@@ -29,7 +29,8 @@ def _seconds(key: str):
 # (heading, value of a row, format): the columns between "params" and "memory added"
 _INFERENCE_COLUMNS = (('MACs (G)', _macs_g, '.1f'), ('latency (ms)', lambda r: r.get('latency_ms'), '.1f'),
                       ('first call (s)', _seconds('first_call_ms'), '.2f'))
-_TRAIN_COLUMNS = (('step (ms)', lambda r: r.get('step_ms'), '.0f'), ('images/s', lambda r: r.get('images_per_s'), '.2f'),
+_TRAIN_COLUMNS = (('step (ms)', lambda r: r.get('step_ms'), '.0f'),
+                  ('images/s', lambda r: r.get('images_per_s'), '.2f'),
                   ('first step (s)', _seconds('first_step_ms'), '.2f'))
 
 

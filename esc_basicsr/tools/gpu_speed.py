@@ -126,7 +126,8 @@ def plan_rows() -> list[Row]:
     """Every row, most important first (the budget cuts from the end)."""
     rows = [Row('reference_cpu', 'reference', 'esc', 'strict', attn='sdpa', setting='CPU float32 reference')]
     rows += [Row(f'esc/{m}', 'inference', 'esc', m) for m in ('strict', 'tf32', 'bf16', 'fp16')]
-    rows += [Row(f'train/{model}/{m}', 'train', model, m) for model in ('esc', 'swinir_light') for m in ('tf32', 'bf16')]
+    rows += [Row(f'train/{model}/{m}', 'train', model, m)
+             for model in ('esc', 'swinir_light') for m in ('tf32', 'bf16')]
 
     def candidate(mode: str, name: str, setting: str, kind: str = 'inference', **settings: Any) -> Row:
         prefix = 'train/esc' if kind == 'train' else 'esc'
@@ -415,8 +416,8 @@ def evaluate_goals(results: Sequence[Result], device_name: str | None) -> list[G
         base = next((b for b in (_find(results, f'esc/{m}') for m in (mode, 'bf16')) if b is not None), None)
         if base is None:
             return None, 'no baseline row'
-        return base.data['latency_ms'], (f'proxy: our default {base.row.mode} in this run (the authors\' time within 1% '
-                                         'on the H200)')
+        return base.data['latency_ms'], (f'proxy: our default {base.row.mode} in this run '
+                                         '(the authors\' time within 1% on the H200)')
 
     def speed_goal(key: str, modes: Sequence[str], factor: float | None, absolute_ms: float | None,
                    authors_mode: str) -> Result | None:
@@ -512,16 +513,19 @@ def _met(met: bool | None) -> str:
 
 def summary_markdown(results: Sequence[Result], goals: Sequence[Goal], meta: dict[str, Any]) -> str:
     """The run as Markdown: goals, inference and training tables, the budget."""
+    budget = f'budget {meta["budget_s"]} s'
     lines = [f'# GPU speed (issue 21) on {meta["device_name"]}', '',
              f'{meta["when"]}; torch {meta["torch"]}, CUDA {meta["cuda"]}; esc_basicsr {meta["version"]}'
              f'{", commit " + meta["commit"] if meta.get("commit") else ""}; '
-             f'{"DRY RUN on the CPU (numbers mean nothing)" if meta["dry_run"] else "budget " + str(meta["budget_s"]) + " s"}'
+             f'{"DRY RUN on the CPU (numbers mean nothing)" if meta["dry_run"] else budget}'
              f', {meta["elapsed_s"]:.0f} s used.', '',
              f'ESC x2, input {meta["lr_size"][0]}x{meta["lr_size"][1]}, batch 1, median of {meta["repeats"]} after '
-             f'{meta["warmup"]} warm-up; training: batch {meta["batch"]} of {meta["patch"]}x{meta["patch"]} LR patches, '
+             f'{meta["warmup"]} warm-up; training: batch {meta["batch"]} of {meta["patch"]}x{meta["patch"]} '
+             'LR patches, '
              'L1 + AdamW. Same weights in every ESC row (seed 0, trained-like relative position tables). Errors: '
              'against ESC in float32 on the CPU. bf16/fp16 rows: autocast with TF32 on, unless marked as cast.', '',
-             '## Goals', '', '| goal | target | row | measured | status | note |', '| --- | --- | --- | --- | --- | --- |']
+             '## Goals', '', '| goal | target | row | measured | status | note |',
+             '| --- | --- | --- | --- | --- | --- |']
     lines += [f'| {g.text} | {g.target} | {g.row} | {g.measured} | {_met(g.met)} | {g.note} |' for g in goals]
     lines += ['', '## Inference', '',
               '| row | setting | mode | attn | latency (ms) | vs default | vs SwinIR-light | first call (s) | '
@@ -531,10 +535,12 @@ def summary_markdown(results: Sequence[Result], goals: Sequence[Goal], meta: dic
         if r.row.kind == 'train':
             continue
         d = r.data
-        new = f'{d["new_size_graphs"]} / {d["new_size_ms"] / 1000:.2f}' if d.get('new_size_graphs') is not None else '-'
+        new = (f'{d["new_size_graphs"]} / {d["new_size_ms"] / 1000:.2f}'
+               if d.get('new_size_graphs') is not None else '-')
         status = r.status if r.status == 'ok' else f'{r.status}: {r.reason[:100]}'
         mode = f'{r.row.mode} (cast)' if r.row.cast else r.row.mode
-        lines.append(f'| {r.row.label} | {r.row.setting} | {mode} | {d.get("attn") or "-"} | {_f(d.get("latency_ms"), ".1f")} '
+        lines.append(f'| {r.row.label} | {r.row.setting} | {mode} | {d.get("attn") or "-"} '
+                     f'| {_f(d.get("latency_ms"), ".1f")} '
                      f'| {_f(d.get("vs_default"), ".2f")} | {_f(d.get("vs_swinir"), ".3f")} '
                      f'| {_f(d.get("first_call_ms"), ".2f", 1000)} | {new} | {_f(d.get("mem_added_mb"), ".0f")} '
                      f'| {_f(d.get("max_abs_err"), ".2g")} | {_f(d.get("mean_rel_err"), ".2%")} | {status} |')

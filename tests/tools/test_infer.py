@@ -187,7 +187,8 @@ def test_speed_settings(setup, tmp_path, capsys, monkeypatch):
     for name in ('rgb.png', 'gray.png', 'sub/rgba.png', 'sub/deep.png'):
         default = cv2.imread(str(tmp_path / 'default' / name), cv2.IMREAD_UNCHANGED).astype(int)
         for other in ('low_rank', 'compiled'):
-            assert np.abs(cv2.imread(str(tmp_path / other / name), cv2.IMREAD_UNCHANGED).astype(int) - default).max() <= 1
+            other_image = cv2.imread(str(tmp_path / other / name), cv2.IMREAD_UNCHANGED).astype(int)
+            assert np.abs(other_image - default).max() <= 1
     assert run(setup, tmp_path / 'o', '--cuda-graphs') == 2
     assert '--cuda-graphs needs a CUDA device' in capsys.readouterr().err
     assert not (tmp_path / 'o').exists()
