@@ -33,32 +33,9 @@ OUT_DIR=${OUT_DIR:-${OUT:-benchmarks/runs}}
 mkdir -p "$OUT_DIR"
 BUDGET_S=${BUDGET_S:-420}
 
-# 1. installation
-if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
-elif [ -x .venv/bin/python ]; then PY=.venv/bin/python
-else PY=python3; fi
-if ! "$PY" -c "import torch, basicsr, esc_basicsr" >/dev/null 2>&1; then
-  if compgen -G ".whl/*.whl" >/dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir .whl/*.whl . \
-      2>&1 | tee "$OUT_DIR/install.log"
-  else
-    bash scripts/setup_env.sh 2>&1 | tee "$OUT_DIR/install.log"
-    PY=.venv/bin/python
-  fi
-fi
-
-# 2. environment
-"$PY" - > "$OUT_DIR/env.txt" <<'PY'
-import platform, torch
-print('python', platform.python_version(), '| torch', torch.__version__, '| CUDA', torch.version.cuda)
-if torch.cuda.is_available():
-    print('GPU', torch.cuda.get_device_name(0), '| capability', torch.cuda.get_device_capability(0))
-else:
-    print('GPU none visible to PyTorch')
-print('TF32 defaults: cudnn.allow_tf32 =', torch.backends.cudnn.allow_tf32,
-      '| cuda.matmul.allow_tf32 =', torch.backends.cuda.matmul.allow_tf32)
-PY
-cat "$OUT_DIR/env.txt"
+# 1. installation and 2. environment (scripts/gpu_env.sh)
+source scripts/gpu_env.sh
+gpu_env "$OUT_DIR" "torch basicsr esc_basicsr"
 
 # 3. the measurement
 ARGS=(--out "$OUT_DIR" --budget-s "$BUDGET_S")
