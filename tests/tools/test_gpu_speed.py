@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from esc_basicsr.tools import gpu_speed
-from esc_basicsr.tools.gpu_speed import GOALS, Result, Row, evaluate_goals, expected_seconds, plan_rows, run_matrix
+from esc_basicsr.tools.gpu_speed import run_matrix
+from esc_basicsr.tools.gpu_speed_plan import GOALS, Row, Sizes, expected_seconds, plan_rows, row_spec
+from esc_basicsr.tools.gpu_speed_report import Result, evaluate_goals
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,7 +60,7 @@ def test_rows_that_no_longer_fit_are_skipped(monkeypatch):
                         {'latency_ms': 1.0})
     rows = [Row('reference_cpu', 'reference', 'esc', 'strict'), Row('esc/tf32', 'inference', 'esc', 'tf32'),
             Row('esc/tf32/compile', 'inference', 'esc', 'tf32', {'compile': True})]
-    sizes = gpu_speed.Sizes(device='cuda')
+    sizes = Sizes(device='cuda')
     monkeypatch.setattr(gpu_speed.os.path, 'exists', lambda path: True)  # the reference output
     results = run_matrix(rows, sizes, budget_s=40, isolate=True, dry_run=False)
     assert [r.status for r in results] == ['ok', 'ok', 'skipped'] and 'budget' in results[2].reason
@@ -113,7 +115,7 @@ def test_arguments_are_checked(capsys):
 @pytest.mark.parametrize('label', ['esc/bf16/flexA', 'train/esc/bf16/compile'])
 def test_row_specs(label):
     row = next(r for r in plan_rows() if r.label == label)
-    spec = gpu_speed.row_spec(row, gpu_speed.Sizes(), '/ref.pt')
+    spec = row_spec(row, Sizes(), '/ref.pt')
     assert spec['device'] == 'cuda' and spec['seed'] == 0 and spec['bias_tables'] == 'trained_like'
     if row.kind == 'train':
         assert spec['train'] and spec['batch_size'] == 32 and spec['lr_size'] == [64, 64] and spec['compile']
