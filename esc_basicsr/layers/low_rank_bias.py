@@ -7,7 +7,7 @@ with ``N = w*w``, needs a masked or ``score_mod`` kernel. Its truncated SVD per 
 :class:`~.rib_attention.FlashBiasAttention`: ``pos_q = U sqrt(S) R^(1/4)``, ``pos_k = V sqrt(S) R^(1/4)``, so
 that its bias ``pos_q pos_k^T / sqrt(R)`` is the truncated SVD. The attention is then
 ``softmax([q/sqrt(D), pos_q/sqrt(R)] . [k, pos_k]^T) v``, plain attention of width ``D + R`` that SDPA's
-flash / cuDNN / memory-efficient kernels run (:func:`~.attention_backends.low_rank_attention`).
+flash / cuDNN / memory-efficient kernels run (:func:`~.low_rank_backends.low_rank_attention`).
 
 Rank: the smallest ``R`` (one per layer, for all its heads) whose float32 factors reproduce every bias entry
 within ``tolerance`` (largest absolute error), or a given ``rank``.

@@ -5,7 +5,7 @@ FlashAttention" (arXiv 2603.06738; the authors' SST code). Instead of a relative
 (which needs a masked or ``score_mod`` kernel), the bias of every window is a product of rank-R factors
 ``pos_q pos_k^T / sqrt(R)`` concatenated to q and k, so the attention is plain
 ``softmax([q/sqrt(D), pos_q/sqrt(R)] . [k, pos_k]^T) v`` and runs on the standard fused kernels
-(:func:`esc_basicsr.layers.attention_backends.low_rank_attention`). Where the factors come from:
+(:func:`esc_basicsr.layers.low_rank_backends.low_rank_attention`). Where the factors come from:
 
 * :class:`RIBAttention` (rank-factorized implicit neural bias): a small MLP over the window's pixel
   coordinates, ``relu(f @ to_hidden + hidden_b)`` then per-head ``to_q`` / ``to_k`` (ESC-RIB: rank 16).
@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .attention_backends import low_rank_attention, normalize_attn_type, resolve_low_rank_backend
+from .attention_backends import normalize_attn_type
+from .low_rank_backends import low_rank_attention, resolve_low_rank_backend
 from .attention_gate import attention_gate
 from .windows import attend_in_windows
 
@@ -68,7 +69,7 @@ class LowRankWindowAttention(nn.Module):
         num_heads: attention heads.
         gate_type: ``None`` (no gate), ``Linear`` or ``DWC`` (:class:`~.attention_gate.AttentionGate`).
         attn_type: backend ``auto`` | ``naive`` | ``sdpa`` | ``flex`` (case-insensitive; ``flex`` runs as
-            ``sdpa``, see :func:`~esc_basicsr.layers.attention_backends.resolve_low_rank_backend`).
+            ``sdpa``, see :func:`~esc_basicsr.layers.low_rank_backends.resolve_low_rank_backend`).
     """
 
     def __init__(self, dim: int, window_size: int, num_heads: int, gate_type: str | None = None,
@@ -99,7 +100,7 @@ class LowRankWindowAttention(nn.Module):
     def backend(self, device: torch.device, dtype: torch.dtype | None = None,
                 requires_grad: bool | None = None) -> str:
         """The backend this layer's attention runs on ``device`` (``naive`` or ``sdpa``:
-        :func:`~esc_basicsr.layers.attention_backends.resolve_low_rank_backend`; the same for every dtype
+        :func:`~esc_basicsr.layers.low_rank_backends.resolve_low_rank_backend`; the same for every dtype
         and with or without gradients, arguments kept for the interface of the window attentions)."""
         return resolve_low_rank_backend(self.attn_type, device)
 

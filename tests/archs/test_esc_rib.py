@@ -13,7 +13,7 @@ from esc_basicsr.archs import ARCHITECTURES, ESCRIB, build, convert_upsampler_sc
     network_g, network_input_multiple
 from esc_basicsr.archs.esc_rib_arch import RIB_WINDOW
 from esc_basicsr.archs.deploy import fold_geometric_ensemble, geometric_ensemble_folded
-from esc_basicsr.layers import attention_backends
+from esc_basicsr.layers import low_rank_backends
 from esc_basicsr.layers.config import ATTN_ENV, attn_override
 from tests.conftest import assert_reproduces_fixture, load_fixture
 
@@ -40,8 +40,8 @@ def attention_paths(monkeypatch):
     """The low-rank attention paths that ran (``naive`` / ``sdpa``), recorded in call order."""
     calls: list[str] = []
     for name in ('naive', 'sdpa'):
-        real = getattr(attention_backends, f'_{name}_low_rank')
-        monkeypatch.setattr(attention_backends, f'_{name}_low_rank',
+        real = getattr(low_rank_backends, f'_{name}_low_rank')
+        monkeypatch.setattr(low_rank_backends, f'_{name}_low_rank',
                             lambda *a, _f=real, _n=name: calls.append(_n) or _f(*a))
     return calls
 

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from esc_basicsr.layers import (AttentionGate, FlashBiasAttention, RIBAttention, SkipUpsampler, attention_backends,
-                                low_rank_attention, resolve_low_rank_backend, rib_coordinate_features)
+                                low_rank_attention, low_rank_backends, resolve_low_rank_backend,
+                                rib_coordinate_features)
 from esc_basicsr.layers.config import ATTN_ENV, attn_override
 
 BACKENDS = ['naive', 'sdpa']
@@ -94,7 +95,7 @@ def test_naive_chunks_in_inference_equal_one_chunk(monkeypatch):
     q, k, v = (torch.randn(5, 3, 16, 4) for _ in range(3))
     pos_q, pos_k = torch.randn(3, 16, 2), torch.randn(3, 16, 2)
     whole = low_rank_attention(q, k, v, pos_q, pos_k, 'naive')
-    monkeypatch.setattr(attention_backends, '_NAIVE_CHUNK_ELEMS', 2 * 16 * 16)  # 2 (window, head) pairs per chunk
+    monkeypatch.setattr(attention_backends, 'NAIVE_CHUNK_ELEMS', 2 * 16 * 16)  # 2 (window, head) pairs per chunk
     with torch.no_grad():
         chunked = low_rank_attention(q, k, v, pos_q, pos_k, 'naive')
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
@@ -108,7 +109,7 @@ def test_sdpa_pads_v_to_the_concatenated_width_and_naive_does_not(monkeypatch):
         seen.append((q.shape[-1], k.shape[-1], v.shape[-1], kwargs.get('attn_mask'), kwargs.get('scale')))
         return real_sdpa(q, k, v, **kwargs)
 
-    monkeypatch.setattr(attention_backends.F, 'scaled_dot_product_attention', spy)
+    monkeypatch.setattr(low_rank_backends.F, 'scaled_dot_product_attention', spy)
     q, k, v = (torch.randn(2, 2, 9, 8) for _ in range(3))
     pos = torch.randn(2, 9, 5)
     out = low_rank_attention(q, k, v, pos, pos, 'sdpa')

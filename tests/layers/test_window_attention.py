@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from esc_basicsr.layers import FlashBiasAttention, RIBAttention, WindowAttention, attention_backends, windows
+from esc_basicsr.layers import (FlashBiasAttention, RIBAttention, WindowAttention, attention_backends,
+                                low_rank_backends, windows)
 from esc_basicsr.layers import window_attention as window_attention_module
 
 
@@ -41,7 +42,7 @@ def test_low_rank_strips_equal_the_whole_image(kind, attn_type, monkeypatch):
     x = torch.randn(2, 8, 13, 10)
     whole = layer(x)
     calls = []
-    original = attention_backends.low_rank_attention
+    original = low_rank_backends.low_rank_attention
     monkeypatch.setattr('esc_basicsr.layers.rib_attention.low_rank_attention',
                         lambda *a: calls.append(1) or original(*a))
     factors = []
