@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
+from .tools.memory_check import memory_problem
+from .tools.upscaler import Upscaler, process_batch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,94 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class Upscaler:
-    """A loaded network plus how to run it (device, dtype, tiling).
-
-    Call with ``(B, 3, H, W)`` float32 RGB in [0, 1] (CPU) -> ``(B, 3, rH, rW)`` float32 in [0, 1] (CPU).
-    """
-
-    def __init__(self, network, device, dtype, tile: int = 0, tile_pad: int = 32, settings=None) -> None:
-        from .archs.table import ARCHITECTURES, network_arbitrary_scale
-        from .tools.tiling import tile_alignment
-
-        self.model = network.model.to(device=device, dtype=dtype)
-        # what runs the network: the model, or its compiled form (--compile, --cuda-graphs)
-        self.run = settings.wrap(self.model) if settings is not None else self.model
-        self.scale = network.scale
-        self.value_range = network.value_range
-        self.device, self.dtype = device, dtype
-        self.tile, self.tile_pad = tile, tile_pad
-        self.align = tile_alignment(self.model, network.network_g)
-        self.arbitrary_scale = network_arbitrary_scale(network.network_g)  # ESCLTE: any output size
-        # esc_basicsr's networks pad to their window themselves; others (BasicSR's SwinIR) are padded here
-        self.pad_multiple = 1 if network.network_g.get('type') in ARCHITECTURES else self.align
-
-    def forward(self, x):
-        """The network on ``x`` ``(B, 3, h, w)``, reflect-padded to a multiple of its window if it does
-        not pad itself (as BasicSR's SwinIR test does), output cropped back to ``scale * (h, w)``."""
-        from .layers.padding import pad_to_multiple
-
-        h, w = x.shape[-2:]
-        if self.pad_multiple <= 1 or (h % self.pad_multiple == 0 and w % self.pad_multiple == 0):
-            return self.run(x)
-        return self.run(pad_to_multiple(x, self.pad_multiple))[..., :h * self.scale, :w * self.scale]
-
-    def __call__(self, x):
-        import torch
-
-        from .tools.tiling import tiled_forward
-
-        x = x.to(device=self.device, dtype=self.dtype)
-        if self.value_range != 1:
-            x = x * self.value_range
-        with torch.inference_mode():
-            if self.arbitrary_scale:  # its own tiling
-                from .layers.lte import scaled_size
-
-                size = scaled_size(x.shape[-2], x.shape[-1], self.scale)
-                y = self.model.upscale(x, size, tile=self.tile, tile_pad=self.tile_pad).to('cpu')
-            else:
-                y = tiled_forward(self.forward, x, self.scale, self.tile, self.tile_pad, self.align, out_device='cpu')
-            y = y.float()
-            if self.value_range != 1:
-                y = y / self.value_range
-            # NaN stays NaN through clamp; inf would become 0 or 1: make it NaN, so the caller can refuse it
-            return y.nan_to_num_(nan=float('nan'), posinf=float('nan'), neginf=float('nan')).clamp_(0, 1)
-
-
-def process_batch(upscaler: Upscaler, items: list, alpha_mode: str) -> list[Exception | None]:
-    """Upscale ``items`` (``(image, out_path, plan)`` of the same size) together and write them
-    (each atomically: a temporary file renamed into place). Returns each item's write error or None."""
-    import cv2
-    import torch
-
-    from .utils.image_io import compose, upscale_alpha, write_image
-
-    rgb = torch.from_numpy(np.stack([img.rgb for img, _, _ in items])).permute(0, 3, 1, 2)
-    out = upscaler(rgb).permute(0, 2, 3, 1).numpy()
-    errors: list[Exception | None] = []
-    for (img, path, plan), sr in zip(items, out):
-        bad = int(np.isnan(sr).any(axis=2).sum())
-        if bad:  # never written as a black or white image
-            errors.append(ValueError(f'the network produced NaN/inf values at {bad} of {sr.shape[0] * sr.shape[1]} '
-                                     'output pixels (an overflow: try --precision fp32, or check the weights)'))
-            continue
-        alpha = None
-        if img.alpha is not None and plan.layout in ('rgba', 'graya'):
-            if alpha_mode == 'model':
-                a = torch.from_numpy(img.alpha)[None, None].expand(1, 3, *img.alpha.shape)
-                alpha = upscaler(a)[0].mean(0).numpy()
-            else:
-                alpha = upscale_alpha(img.alpha, upscaler.scale) if isinstance(upscaler.scale, int) else \
-                    np.clip(cv2.resize(img.alpha, sr.shape[1::-1], interpolation=cv2.INTER_CUBIC), 0, 1)
-        try:
-            write_image(path, compose(sr, alpha, plan))
-            errors.append(None)
-        except (OSError, ValueError) as exc:  # e.g. a read-only folder: the other images still go
-            errors.append(exc)
-    return errors
-
-
 @dataclass
 class Run:
     """Everything decided before the first image is read (see :func:`prepare_run`)."""
@@ -183,63 +96,6 @@ class Progress:
     written: int = 0
     failed: list = field(default_factory=list)  # (input, why it failed)
     notes: dict = field(default_factory=dict)  # note -> count
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this process can still allocate: ``MemAvailable`` of ``/proc/meminfo``, lowered
-    to the cgroup limit (containers) if there is one; None where neither is known."""
-    found = []
-    try:
-        with open('/proc/meminfo') as f:
-            for line in f:
-                if line.startswith('MemAvailable:'):
-                    found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        with open('/sys/fs/cgroup/memory.max') as f:
-            limit = f.read().strip()
-        with open('/sys/fs/cgroup/memory.current') as f:
-            current = int(f.read().strip())
-        if limit.isdigit():
-            found.append(max(int(limit) - current, 0))
-    except (OSError, ValueError):
-        pass
-    return min(found) if found else None
-
-
-# bytes per input pixel besides the arrays (network activations of an untiled pass: ~64 float32 channels,
-# a few alive at once); a tile bounds them
-ACTIVATION_BYTES_PER_PIXEL = 1024
-
-
-def memory_estimate(width: int, height: int, scale: float, tile: int = 0, tile_pad: int = 32,
-                    activations: bool = True) -> int:
-    """Bytes of host memory needed to upscale one ``width x height`` image: the decoded file (up to 16-bit
-    RGBA) and its float32 copies, the float32 output and its stored form, and (``activations``: the network
-    runs on the CPU) its activations, of one tile with ``tile``."""
-    pixels = width * height
-    out_pixels = int(pixels * scale * scale)
-    arrays = pixels * (8 + 16 + 16 + 12) + out_pixels * (12 + 12 + 8)
-    side = tile + 2 * tile_pad
-    active = min(pixels, side * side) if tile > 0 else pixels
-    return arrays + (active * ACTIVATION_BYTES_PER_PIXEL if activations else 0)
-
-
-def memory_problem(path: Path, scale: float, tile: int, tile_pad: int, on_cpu: bool = True) -> str | None:
-    """Why ``path`` would not fit in the available memory (read from its header, nothing decoded), or None."""
-    from .utils.image_io import image_size
-
-    size = image_size(path)
-    available = available_memory()
-    if size is None or available is None:
-        return None
-    need = memory_estimate(*size, scale, tile, tile_pad, activations=on_cpu)
-    if need <= available:
-        return None
-    hint = 'a smaller --tile, ' if tile > 0 else '--tile 512 (bounds the network\'s memory), '
-    return (f'{size[0]}x{size[1]} at x{scale:g} needs about {need / 2 ** 30:.1f} GB of memory and '
-            f'{available / 2 ** 30:.1f} GB are available; not decoded. Use {hint}a smaller image or more memory')
 
 
 def prepare_run(args: argparse.Namespace) -> Run:

@@ -21,6 +21,7 @@ from PIL import Image as PILImage
 
 from tests.tools.conftest import TINY
 from esc_basicsr import infer as infer_module
+from esc_basicsr.tools import memory_check
 from esc_basicsr.infer import main as infer
 from esc_basicsr.utils import image_io
 from esc_basicsr.utils.output_paths import list_inputs
@@ -132,7 +133,7 @@ def test_an_image_too_large_for_the_memory_fails_alone_before_decoding(net, tmp_
     photos(src, 1)
     big_png(src / 'huge.png', 12000, 12000)  # ~0.5 MB, under the pixel limit, 1.7 GB as float32
     assert (src / 'huge.png').stat().st_size < 1_000_000
-    monkeypatch.setattr(infer_module, 'available_memory', lambda: 2 << 30)  # a 2 GB machine
+    monkeypatch.setattr(memory_check, 'available_memory', lambda: 2 << 30)  # a 2 GB machine
     decoded = []
     real_decode = cv2.imdecode
     monkeypatch.setattr(cv2, 'imdecode', lambda buf, flags: decoded.append(len(buf)) or real_decode(buf, flags))
