@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-from .tools.demo import (TestSpec, install_options, log, prepare_data, seconds_per_iteration_fresh, test_and_report,
-                         train, write_demo_photos)
+from .tools.demo import (TestSpec, forget_training, install_options, log, prepare_data, seconds_per_iteration_fresh,
+                         test_and_report, train, write_demo_photos)
 
 DEFAULT_ITERS = 400  # about 8 min of training on 2 CPU cores
 DEFAULT_MINUTES = 11.0  # a slower machine trains fewer iterations, so that the whole demo stays under 15 min
@@ -133,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     initial_weights(workdir)
 
     if args.retrain:
-        shutil.rmtree(workdir / 'experiments' / NAME, ignore_errors=True)
-        (workdir / 'demo_plan.json').unlink(missing_ok=True)
+        forget_training(workdir, NAME)
     log('[3/5] training plan')
     plan = plan_training(workdir, args.minutes, args.iters)
     log(f'{plan["total_iter"]} iterations, warm-up {plan["warmup_iter"]}, cosine decay, EMA {plan["ema_decay"]}, '

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
-from .tools.demo import TestSpec, install_options, log, prepare_data, test_and_report, train, write_demo_photos
+from .tools.demo import (TestSpec, forget_training, install_options, log, prepare_data, test_and_report, train,
+                         write_demo_photos)
 
 NAME = 'demo_ESC_LTE'
 TRAIN_OPT, TEST_OPT = f'{NAME}.yml', 'demo_test_ESC_LTE_x2.5.yml'
@@ -87,8 +87,7 @@ def run_demo(args: argparse.Namespace) -> int:
     initial_weights(workdir)
 
     if args.retrain:
-        shutil.rmtree(workdir / 'experiments' / NAME, ignore_errors=True)
-        (workdir / 'demo_plan.json').unlink(missing_ok=True)
+        forget_training(workdir, NAME)
     log('[3/5] training plan')
     plan = plan_training(workdir, args.iters)
     log(f'{plan["total_iter"]} iterations, learning rate halved at {plan["milestones"]}, checkpoint every '

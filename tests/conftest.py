@@ -40,6 +40,19 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(skip)
 
 
+@pytest.fixture
+def attn_env(monkeypatch):
+    """Set ``ESC_BASICSR_ATTN`` for one test (the override is read once and cached): ``attn_env('naive')``."""
+    from esc_basicsr.layers.config import ATTN_ENV, attn_override
+
+    def set_env(value: str) -> None:
+        monkeypatch.setenv(ATTN_ENV, value)
+        attn_override.cache_clear()
+    yield set_env
+    monkeypatch.delenv(ATTN_ENV, raising=False)
+    attn_override.cache_clear()
+
+
 def load_fixture(name: str) -> dict:
     path = FIXTURES / name
     return torch.load(path, weights_only=True)

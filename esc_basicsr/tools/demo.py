@@ -135,6 +135,12 @@ def run(cmd: list[str], cwd: Path) -> None:
     subprocess.run(cmd, cwd=cwd, check=True)
 
 
+def forget_training(workdir: Path, name: str) -> None:
+    """``--retrain``: remove experiment ``name`` and the training plan, so that training starts over."""
+    shutil.rmtree(workdir / 'experiments' / name, ignore_errors=True)
+    (workdir / 'demo_plan.json').unlink(missing_ok=True)
+
+
 def prepare_data(workdir: Path, commands: list[list[str]]) -> bool:
     """Run ``python -m esc_basicsr.prepare`` in ``workdir`` for each command (``photos/``, ``datasets/``:
     workdir-relative); False (after saying so) when one fails."""

@@ -14,7 +14,6 @@ from esc_basicsr.archs import ARCHITECTURES, ESCRIB, build, convert_upsampler_sc
 from esc_basicsr.archs.esc_rib_arch import RIB_WINDOW
 from esc_basicsr.archs.deploy import fold_geometric_ensemble, geometric_ensemble_folded
 from esc_basicsr.layers import low_rank_backends
-from esc_basicsr.layers.config import ATTN_ENV, attn_override
 from tests.conftest import assert_reproduces_fixture, load_fixture
 
 FIXTURES = ['escrib_x2.pt', 'escrib_flashbias_x4_small.pt']
@@ -44,16 +43,6 @@ def attention_paths(monkeypatch):
         monkeypatch.setattr(low_rank_backends, f'_{name}_low_rank',
                             lambda *a, _f=real, _n=name: calls.append(_n) or _f(*a))
     return calls
-
-
-@pytest.fixture
-def attn_env(monkeypatch):
-    def set_env(value: str) -> None:
-        monkeypatch.setenv(ATTN_ENV, value)
-        attn_override.cache_clear()
-    yield set_env
-    monkeypatch.delenv(ATTN_ENV, raising=False)
-    attn_override.cache_clear()
 
 
 # ------------------------------------------------------------------------------------ the fixtures

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from esc_basicsr.layers import (AttentionGate, FlashBiasAttention, RIBAttention, SkipUpsampler, attention_backends,
                                 low_rank_attention, low_rank_backends, resolve_low_rank_backend,
                                 rib_coordinate_features)
-from esc_basicsr.layers.config import ATTN_ENV, attn_override
 
 BACKENDS = ['naive', 'sdpa']
 LAYERS = {
@@ -32,17 +31,6 @@ def set_backend(module: torch.nn.Module, backend: str) -> None:
     for m in module.modules():
         if hasattr(m, 'attn_type'):
             m.attn_type = backend
-
-
-@pytest.fixture
-def attn_env(monkeypatch):
-    """Set ``ESC_BASICSR_ATTN`` for one test (the override is read once and cached)."""
-    def set_env(value: str) -> None:
-        monkeypatch.setenv(ATTN_ENV, value)
-        attn_override.cache_clear()
-    yield set_env
-    monkeypatch.delenv(ATTN_ENV, raising=False)
-    attn_override.cache_clear()
 
 
 def reference_attention(q, k, v, pos_q, pos_k):

@@ -153,3 +153,15 @@ def test_demo_rejects_bad_arguments(argv, message, tmp_path, capsys):
         demo.main(['--workdir', str(tmp_path / 'w')] + argv)
     assert exc.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / 'w').exists()  # nothing written before the arguments are checked
+
+
+def test_retrain_forgets_only_this_experiment_and_the_plan(tmp_path):
+    forget_training = demo_tools.forget_training
+    for name in (demo.NAME, 'other'):
+        (tmp_path / 'experiments' / name / 'models').mkdir(parents=True)
+        (tmp_path / 'experiments' / name / 'models' / 'net_g_10.pth').write_bytes(b'w')
+    (tmp_path / 'demo_plan.json').write_text('{}')
+    forget_training(tmp_path, demo.NAME)
+    assert not (tmp_path / 'experiments' / demo.NAME).exists() and not (tmp_path / 'demo_plan.json').exists()
+    assert (tmp_path / 'experiments' / 'other' / 'models' / 'net_g_10.pth').read_bytes() == b'w'
+    forget_training(tmp_path, demo.NAME)  # nothing left to forget: no error
