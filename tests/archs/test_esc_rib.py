@@ -15,6 +15,7 @@ from esc_basicsr.archs.esc_rib_arch import RIB_WINDOW
 from esc_basicsr.archs.deploy import fold_geometric_ensemble, geometric_ensemble_folded
 from esc_basicsr.layers import low_rank_backends
 from tests.conftest import assert_reproduces_fixture, load_fixture
+from tests.helpers.weights import randomize_parameters
 
 FIXTURES = ['escrib_x2.pt', 'escrib_flashbias_x4_small.pt']
 BACKENDS = ['naive', 'sdpa', 'flex', 'auto']
@@ -28,10 +29,7 @@ def tiny(kind: str = 'RIB', scale: int = 2, seed: int = 0, **kwargs) -> ESCRIB:
     """A small ESCRIB whose every parameter matters (the zero-initialised dynamic-kernel heads drawn too)."""
     torch.manual_seed(seed)
     net = ESCRIB(**dict(TINY, attn_type=kind, upscaling_factor=scale, **kwargs))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0, 0.1)
-    return net
+    return randomize_parameters(net, 0.1, seed)
 
 
 @pytest.fixture

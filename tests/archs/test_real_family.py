@@ -22,6 +22,7 @@ from esc_basicsr.archs.esc_realm_arch import ESCRealM
 from esc_basicsr.layers import UPSAMPLERS, UniUpsample
 
 from tests.conftest import assert_reproduces_fixture, load_fixture
+from tests.helpers.weights import randomize_parameters
 
 CLASSES = {'ESCReal': ESCReal, 'ESCRealM': ESCRealM}
 FIXTURES = ['esc_real_x4_small.pt', 'esc_real_dysample_x4.pt', 'esc_realm_x2_pixelshuffle_unshuffle.pt']
@@ -36,11 +37,7 @@ def n_params(model: torch.nn.Module) -> int:
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Non-trivial weights everywhere (the zero-initialised dynamic-kernel heads and DySample scope
     would otherwise hide components and block gradients)."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.1)
-    return model
+    return randomize_parameters(model, 0.1, seed)
 
 
 def realm_configs() -> list[tuple[str, int, bool]]:

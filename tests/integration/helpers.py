@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import cv2
@@ -81,3 +82,14 @@ def reset_basicsr_logger() -> None:
         if isinstance(handler, logging.FileHandler):
             log.removeHandler(handler)
             handler.close()
+
+
+def remove_experiment(root: Path, name: str) -> None:
+    """Remove what ``python -m basicsr.train`` rooted at ``root`` wrote for experiment ``name`` (its folder,
+    ``*_archived_*`` copies, its tb_logger folder), then ``experiments/`` and ``tb_logger/`` if left empty."""
+    for path in root.glob(f'experiments/{name}*'):
+        shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(root / 'tb_logger' / name, ignore_errors=True)
+    for folder in (root / 'experiments', root / 'tb_logger'):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import pytest
 import torch
 import yaml
 
-from tests.integration.helpers import make_data, tiny_train_options, write_options
+from tests.integration.helpers import make_data, remove_experiment, tiny_train_options, write_options
 
 ROOT = Path(basicsr.__file__).resolve().parents[1]  # BasicSR's root_path for `python -m basicsr.train`
 
@@ -39,12 +38,7 @@ def experiment():
     """A unique experiment name for ``python -m basicsr.train`` (folders under BasicSR's root, removed after)."""
     name = f'esc_basicsr_test_faults_{uuid.uuid4().hex[:8]}'
     yield name, ROOT / 'experiments' / name
-    for path in ROOT.glob(f'experiments/{name}*'):
-        shutil.rmtree(path, ignore_errors=True)
-    shutil.rmtree(ROOT / 'tb_logger' / name, ignore_errors=True)
-    for folder in (ROOT / 'experiments', ROOT / 'tb_logger'):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+    remove_experiment(ROOT, name)
 
 
 def basicsr_train(opt_file: Path, *args: str, cwd: Path, driver: str = '', file_limit: int | None = None,

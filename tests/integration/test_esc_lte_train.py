@@ -27,7 +27,7 @@ from esc_basicsr.utils.matlab_resize import imresize_to
 
 from tests.conftest import REPO
 from tests.conftest import TINY_ESC_LTE as TINY
-from tests.integration.helpers import load_options, reset_basicsr_logger, write_options
+from tests.integration.helpers import load_options, remove_experiment, reset_basicsr_logger, write_options
 
 
 def test_registered_in_basicsr() -> None:
@@ -181,10 +181,7 @@ def test_python_m_basicsr_train_then_test_at_2_5(data, tmp_path) -> None:
         assert sr.shape[:2] == (round(2.5 * lq.shape[0]), round(2.5 * lq.shape[1]))
         shutil.copy(weights, tmp_path / 'net.pth')
     finally:
-        shutil.rmtree(exp, ignore_errors=True)
-        for folder in (root / 'experiments', root / 'tb_logger'):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        remove_experiment(root, name)
 
     from esc_basicsr.integration.pipelines import test as run_test
 

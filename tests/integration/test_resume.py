@@ -23,7 +23,8 @@ import torch
 from esc_basicsr.integration import fixes
 from esc_basicsr.integration.fixes import lmdb_values, option_checks, resume
 
-from tests.integration.helpers import make_data, reset_basicsr_logger, tiny_train_options, write_options
+from tests.integration.helpers import make_data, remove_experiment, reset_basicsr_logger, tiny_train_options, \
+    write_options
 
 
 class SimulatedCrash(Exception):
@@ -149,12 +150,7 @@ def test_python_m_basicsr_train_auto_resume_subprocess(data, tmp_path):
         assert (exp / 'training_states' / '4.state').is_file()
         assert not list(root.glob(f'experiments/{name}_archived_*'))
     finally:
-        for path in root.glob(f'experiments/{name}*'):
-            shutil.rmtree(path, ignore_errors=True)
-        shutil.rmtree(root / 'tb_logger' / name, ignore_errors=True)
-        for folder in (root / 'experiments', root / 'tb_logger'):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        remove_experiment(root, name)
 
 
 def _experiment_with_states(data, tmp_path, in_process, name: str) -> tuple[dict, Path]:

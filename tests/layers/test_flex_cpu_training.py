@@ -12,6 +12,7 @@ import torch
 from esc_basicsr.archs import ESC, ESCRealM
 from esc_basicsr.layers import attention_backends
 from esc_basicsr.layers.attention_backends import resolve_backend
+from tests.helpers.weights import randomize_parameters
 
 TINY = dict(dim=16, pdim=4, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2)
 CPU = torch.device('cpu')
@@ -49,11 +50,7 @@ def test_logged_once(fresh_log_state, caplog: pytest.LogCaptureFixture) -> None:
 
 
 def randomized(model: torch.nn.Module) -> torch.nn.Module:
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.1)
-    return model
+    return randomize_parameters(model, 0.1, 0)
 
 
 @pytest.mark.parametrize('arch', ['ESC', 'ESCRealM'])

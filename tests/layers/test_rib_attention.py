@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from esc_basicsr.layers import (AttentionGate, FlashBiasAttention, RIBAttention, SkipUpsampler, attention_backends,
                                 low_rank_attention, low_rank_backends, resolve_low_rank_backend,
                                 rib_coordinate_features)
+from tests.helpers.weights import randomize_parameters
 
 BACKENDS = ['naive', 'sdpa']
 LAYERS = {
@@ -20,11 +21,7 @@ LAYERS = {
 
 def randomized(layer: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Every parameter drawn so that the positional bias, the gate and all projections matter."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.normal_(0, 0.4)
-    return layer
+    return randomize_parameters(layer, 0.4, seed)
 
 
 def set_backend(module: torch.nn.Module, backend: str) -> None:

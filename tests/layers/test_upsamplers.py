@@ -10,15 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from esc_basicsr.layers import UPSAMPLERS, DySample, UniUpsample
+from tests.helpers.weights import randomize_parameters
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Non-trivial weights everywhere (DySample's zero-initialised scope would hide the offsets)."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.1)
-    return model
+    return randomize_parameters(model, 0.1, seed)
 
 
 # ----------------------------------------------------------------------------------------- DySample

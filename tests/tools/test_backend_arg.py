@@ -14,6 +14,7 @@ import yaml
 import esc_basicsr  # noqa: F401  (registers the architectures in BasicSR)
 from esc_basicsr.archs.table import ARCHITECTURES, backend_argument
 from esc_basicsr.tools.loading import build_network, load_network
+from ..helpers.weights import randomize_parameters
 
 from ..helpers.arch_cases import small_case
 
@@ -60,10 +61,7 @@ def test_escrib_from_weights_alone(tmp_path, capsys) -> None:
     from esc_basicsr.export import main as export
 
     torch.manual_seed(0)
-    model = build_network(TINY_FLASHBIAS)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.1)
+    model = randomize_parameters(build_network(TINY_FLASHBIAS), 0.1, 0)
     weights = tmp_path / 'net.pth'
     torch.save({'params_ema': {f'module.{k}': v for k, v in model.state_dict().items()}}, weights)
     loaded = load_network(weights, attn_type='naive')
