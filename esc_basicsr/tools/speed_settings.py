@@ -76,6 +76,10 @@ class SpeedSettings:
     flex_kernel_options: str | None = None
     compile_backend: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.cuda_graphs and not self.compile:  # CUDA graphs are a mode of the compiled network
+            object.__setattr__(self, 'compile', True)
+
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SpeedSettings:
         """From the flags of :func:`add_arguments` (validated: ``ValueError`` for a malformed value)."""
@@ -85,7 +89,7 @@ class SpeedSettings:
         low_rank = parse_low_rank_spec(args.low_rank_bias) if args.low_rank_bias is not None else None
         if args.flex_kernel_options is not None:
             parse_flex_kernel_options(args.flex_kernel_options, '--flex-kernel-options')
-        return cls(compile=args.compile or args.cuda_graphs, cuda_graphs=args.cuda_graphs,
+        return cls(compile=args.compile, cuda_graphs=args.cuda_graphs,
                    channels_last=args.channels_last, low_rank_bias=low_rank,
                    flex_kernel_options=args.flex_kernel_options)
 
@@ -93,10 +97,7 @@ class SpeedSettings:
     def from_spec(cls, spec: dict[str, Any]) -> SpeedSettings:
         """From a benchmark row's spec (keys as the attributes; absent: default)."""
         keys = ('compile', 'cuda_graphs', 'channels_last', 'low_rank_bias', 'flex_kernel_options', 'compile_backend')
-        values = {k: spec[k] for k in keys if spec.get(k) is not None}
-        if values.get('cuda_graphs'):
-            values['compile'] = True
-        return cls(**values)
+        return cls(**{k: spec[k] for k in keys if spec.get(k) is not None})
 
     def to_spec(self) -> dict[str, Any]:
         """The attributes as a benchmark row's spec keys (JSON-serialisable)."""
