@@ -121,12 +121,12 @@ def load_for_export(args: argparse.Namespace) -> Any:
 
 
 def network_label(network: Any) -> str:
-    """``ESC-light x2 (type ESC)``: the display name ``infer`` prints too (:func:`esc_basicsr.archs.presets.
+    """``ESC-light x2, type ESC``: the display name ``infer`` prints too (:func:`esc_basicsr.archs.presets.
     display_name`: the preset's, else the architecture's), the scale, and the class where the name differs."""
     from .archs.presets import display_name
 
     name, kind = display_name(network.network_g), network.network_g['type']
-    return f'{name} x{network.scale:g}' + (f' (type {kind})' if name != kind else '')
+    return f'{name} x{network.scale:g}' + (f', type {kind}' if name != kind else '')
 
 
 def deployed_bytes(network: Any) -> bytes:
