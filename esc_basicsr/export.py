@@ -8,6 +8,8 @@ kernel, ELAN's BatchNorm) with :func:`esc_basicsr.archs.deploy.deploy`, then wri
 * ``--onnx FILE.onnx``: an ONNX graph with dynamic batch, height and width, checked against
   PyTorch with onnxruntime at two input sizes (max abs diff printed; exit code 1 above ``--atol``).
 
+All or nothing: both are written only once the graph passed its check; a failure leaves neither.
+
 Examples::
 
     python -m esc_basicsr.export --weights ESC_x2.pth -o ESC_x2_deploy.pth --onnx ESC_x2.onnx  # network from weights
@@ -48,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help='preset (with --scale)')
     p.add_argument('--scale', type=output_scale, default=None,
                    help='upscaling factor (default: the weights\'; an error if it disagrees with them); for an '
-                   'arbitrary-scale network (ESCLTE) required, any factor > 0 (e.g. 2.5): the ONNX graph renders '
-                   'at it')
+                   'arbitrary-scale network (ESCLTE) required, any factor from 1/32 to 32 (e.g. 2.5): the ONNX '
+                   'graph renders at it')
     p.add_argument('--param-key', default=None, help='checkpoint entry with the weights (default params_ema, params)')
     p.add_argument('-o', '--output', default=None, help='write the deployed checkpoint (.pth) here')
     p.add_argument('--onnx', default=None, help='write an ONNX model here')
