@@ -173,6 +173,20 @@ def test_export_refuses_a_scale_out_of_bounds_before_any_work(lte_weights, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+def test_infer_shares_the_scale_bound(lte_weights, tmp_path, capsys):
+    """``infer`` takes its --scale from the same type: x40 is refused before an image is read."""
+    import cv2
+    import numpy as np
+
+    from esc_basicsr import infer
+
+    cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((8, 8, 3), np.uint8))
+    argv = ['-i', str(tmp_path / 'a.png'), '-o', str(tmp_path / 'out'), '--weights', lte_weights, '--scale', '40']
+    assert exit_code(infer.main, argv) == 2
+    assert '--scale' in one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / 'out').exists()
+
+
 def test_output_scale_bounds():
     assert output_scale('2') == 2 and output_scale('2.5') == 2.5 and output_scale('32') == 32
     assert output_scale('0.03125') == 1 / 32
