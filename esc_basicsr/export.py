@@ -164,8 +164,8 @@ def check_described_scale(args: argparse.Namespace) -> int | None:
     if said is not None and said != detected.scale:
         raise UsageError(f'--weights {args.weights}: the checkpoint describes {described.get("type")} x{said} but its '
                          f'weights are {detected.network_g["type"]} x{detected.scale} (their output layer): a damaged '
-                         'or edited description; refusing to deploy it as either (export the original x'
-                         f'{detected.scale} weights, or fine-tune them at x{said} first)')
+                         f'or edited description, not exported (to export the weights as the x{detected.scale} network '
+                         'they are, describe it yourself with --opt or --model NAME)')
     return detected.scale
 
 
