@@ -35,7 +35,8 @@ from typing import Sequence
 from .tools.benchmark_plan import DEFAULT_MODELS, make_plan, run_plan
 from .tools.benchmark_report import report
 from .tools.benchmark_worker import main as worker_main
-from .tools.cli import PRECISION_CHOICES, attn_choices, parse_size, preset_choices
+from .tools.cli import (PRECISION_CHOICES, attn_choices, integer_scale, non_negative_int, parse_size, positive_int,
+                        positive_seconds, preset_choices)
 from .tools.speed_settings import add_arguments as add_speed_arguments
 
 
@@ -52,11 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
                         '(scale and RGB channel arguments are filled in); repeatable')
     p.add_argument('--backends', nargs='+', default=['auto'], choices=attn_choices(),
                    help='attention backends of the ESC family, one row each (default: auto)')
-    p.add_argument('--scale', type=int, default=None,
-                   help='upscaling factor (default: that of --weights, else 2; an error if it disagrees with them)')
+    p.add_argument('--scale', type=integer_scale, default=None,
+                   help='upscaling factor, 1 to 32 (default: that of --weights, else 2; an error if it disagrees with '
+                        'them)')
     size = p.add_mutually_exclusive_group()
-    size.add_argument('--output-size', type=parse_size, default=(1280, 720), metavar='WxH',
-                      help='output size, width x height (default 1280x720); the input is this / scale')
+    size.add_argument('--output-size', type=parse_size, default=(720, 1280), metavar='HxW',
+                      help='output size, height x width like every size of the tools (default 720x1280, the '
+                           'paper\'s 1280x720 frame); the input is this / scale')
     size.add_argument('--lr-size', type=parse_size, default=None, metavar='HxW', help='input size, height x width')
     p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto (default)')
     p.add_argument('--precision', default='fp32', choices=PRECISION_CHOICES)
@@ -67,28 +70,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--tf32', default='default', choices=('default', 'on', 'off'),
                    help='CUDA TF32: on (matmuls and cuDNN convolutions), off (strict fp32) or PyTorch\'s default '
                         '(convolutions on, matmuls off)')
-    p.add_argument('--threads', type=int, default=None, help='CPU threads (torch.set_num_threads)')
-    p.add_argument('--warmup', type=int, default=None, help='untimed passes (default: CPU 1, CUDA 5)')
-    p.add_argument('--repeats', type=int, default=None, help='timed passes, median reported (default: CPU 3, CUDA 20)')
+    p.add_argument('--threads', type=positive_int, default=None, help='CPU threads (torch.set_num_threads)')
+    p.add_argument('--warmup', type=non_negative_int, default=None, help='untimed passes (default: CPU 1, CUDA 5)')
+    p.add_argument('--repeats', type=positive_int, default=None,
+                   help='timed passes, median reported (default: CPU 3, CUDA 20)')
     p.add_argument('--baseline', default=None, help='label of the row that ratios are relative to, e.g. swinir_light')
     p.add_argument('--no-timing', dest='timing', action='store_false', help='parameters and MACs only')
     p.add_argument('--no-macs', dest='macs', action='store_false', help='skip the MAC count')
     p.add_argument('--no-isolate', dest='isolate', action='store_false',
                    help='measure in this process (CPU memory readings then include earlier models)')
-    p.add_argument('--rounds', type=int, default=1,
+    p.add_argument('--rounds', type=positive_int, default=1,
                    help='repeat the isolated runs of all models round-robin N times and report each model\'s '
                         'median: on a shared machine a change of load then hits every model alike (default 1)')
-    p.add_argument('--timeout', type=float, default=None, help='seconds per model (isolated runs)')
-    p.add_argument('--csv', default=None, help='write the results as CSV')
-    p.add_argument('--json', default=None, help='write the configuration and results as JSON')
+    p.add_argument('--timeout', type=positive_seconds, default=None, help='seconds per model (isolated runs)')
+    p.add_argument('--csv', default=None, help='write the results as CSV (never over a --weights file)')
+    p.add_argument('--json', default=None, help='write the configuration and results as JSON (never over a --weights '
+                                                'file)')
     p.add_argument('--plot', default=None, help='write a PNG of latency vs parameters')
     train = p.add_argument_group('training step (--train)')
     train.add_argument('--train', action='store_true',
                        help='time one training iteration (forward, L1 loss, backward, AdamW step) instead of '
                             'inference; bf16/fp16 run under autocast with float32 weights')
-    train.add_argument('--batch-size', type=int, default=None,
+    train.add_argument('--batch-size', type=positive_int, default=None,
                        help='training batch (default: the recipe\'s 64 on CUDA, 8 on the CPU)')
-    train.add_argument('--patch', type=int, default=64, help='LR patch size (default 64: the recipe\'s GT 128 at x2)')
+    train.add_argument('--patch', type=positive_int, default=64,
+                       help='LR patch size (default 64: the recipe\'s GT 128 at x2)')
     add_speed_arguments(p)
     p.add_argument('--compile-backend', default=None, help=argparse.SUPPRESS)  # tests on a CPU: aot_eager
     p.add_argument('--worker', default=None, help=argparse.SUPPRESS)
@@ -102,11 +108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return worker_main([args.worker])
     try:
         plan = make_plan(args)
-    except (ValueError, KeyError, OSError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
+    except (ValueError, KeyError, OSError, RecursionError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() quotes it
+        print(f'error: {message}', file=sys.stderr)
         return 2
     rows = run_plan(plan, args)
-    report(plan, rows, args)
+    try:
+        report(plan, rows, args)
+    except OSError as exc:  # the folder was checked: it changed during the run (full disk, removed)
+        print(f'error: cannot write the results: {exc.strerror or exc} ({exc.filename or ""})', file=sys.stderr)
+        return 1
     return 1 if any(r.get('error') for r in rows) else 0
 
 

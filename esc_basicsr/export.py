@@ -8,6 +8,8 @@ kernel, ELAN's BatchNorm) with :func:`esc_basicsr.archs.deploy.deploy`, then wri
 * ``--onnx FILE.onnx``: an ONNX graph with dynamic batch, height and width, checked against
   PyTorch with onnxruntime at two input sizes (max abs diff printed; exit code 1 above ``--atol``).
 
+All or nothing: both are written only once the graph passed its check; a failure leaves neither.
+
 Examples::
 
     python -m esc_basicsr.export --weights ESC_x2.pth -o ESC_x2_deploy.pth --onnx ESC_x2.onnx  # network from weights
@@ -48,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help='preset (with --scale)')
     p.add_argument('--scale', type=output_scale, default=None,
                    help='upscaling factor (default: the weights\'; an error if it disagrees with them); for an '
-                   'arbitrary-scale network (ESCLTE) required, any factor > 0 (e.g. 2.5): the ONNX graph renders '
-                   'at it')
+                   'arbitrary-scale network (ESCLTE) required, any factor from 1/32 to 32 (e.g. 2.5): the ONNX '
+                   'graph renders at it')
     p.add_argument('--param-key', default=None, help='checkpoint entry with the weights (default params_ema, params)')
     p.add_argument('-o', '--output', default=None, help='write the deployed checkpoint (.pth) here')
     p.add_argument('--onnx', default=None, help='write an ONNX model here')
@@ -102,40 +104,91 @@ def load_for_export(args: argparse.Namespace) -> Any:
         if args.opt is not None:
             check_network_g(read_option_file(args.opt)['network_g'], f'--opt {args.opt}: network_g')
         check_weights_file(args.weights)
+        weights_scale = check_described_scale(args)
         network = load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
                                attn_type=args.attn, param_key=args.param_key)
     except Exception as exc:  # noqa: BLE001 - a failure before anything is written is a usage error
         known = isinstance(exc, (OSError, ValueError, KeyError, RuntimeError))
         message = load_error_message(args.weights, exc) or (str(exc) if known else f'{type(exc).__name__}: {exc}')
         raise UsageError(message) from exc
+    if weights_scale is not None and not network_arbitrary_scale(network.network_g) \
+            and network.scale != weights_scale:  # whatever described it: never label weights with another scale
+        raise UsageError(f'--weights {args.weights}: the weights are x{weights_scale} but the network would be '
+                         f'exported as {network_label(network)}; refusing to label or deploy a scale the weights do '
+                         'not have')
     if isinstance(args.scale, float) and not network_arbitrary_scale(network.network_g):
         raise UsageError(f'--scale {args.scale:g} needs an arbitrary-scale network (ESCLTE); '
                          f'{network.network_g["type"]} upscales by x{network.scale}')
     return network
 
 
-def write_deployed(args: argparse.Namespace, model: Any, network: Any) -> None:
-    """The deployed checkpoint, written atomically (folders created). Raises :class:`UsageError`.
+def network_label(network: Any) -> str:
+    """``ESC-light x2, type ESC``: the display name ``infer`` prints too (:func:`esc_basicsr.archs.presets.
+    display_name`: the preset's, else the architecture's), the scale, and the class where the name differs."""
+    from .archs.presets import display_name
 
-    It is serialised in memory first: ``torch.save`` into a full or read-only folder fails with an
-    ``[enforce fail at inline_container.cc]`` RuntimeError, an ``OSError`` from the write names the reason.
-    """
+    name, kind = display_name(network.network_g), network.network_g['type']
+    return f'{name} x{network.scale:g}' + (f', type {kind}' if name != kind else '')
+
+
+def deployed_bytes(network: Any) -> bytes:
+    """The deployed checkpoint of ``network`` serialised in memory, written later with the other outputs
+    (``torch.save`` into a full or read-only folder fails with an ``[enforce fail at inline_container.cc]``
+    RuntimeError; an ``OSError`` from the write names the reason)."""
     import io
 
     from .tools.loading import save_deployed
-    from .utils.atomic import write_bytes
 
     buffer = io.BytesIO()
-    save_deployed(buffer, model, network.network_g, network.scale)
+    save_deployed(buffer, network.model, network.network_g, network.scale)
+    return buffer.getvalue()
+
+
+def check_described_scale(args: argparse.Namespace) -> int | None:
+    """The scale the weights were trained for (read off their output layer; None if unknown), refusing a
+    checkpoint whose own description (a deployed checkpoint's ``network_g``/``scale``) says another: re-deploying
+    it would resize the output layer and label x2 weights x4.
+
+    Raises:
+        UsageError: the description and the weights disagree.
+    """
+    from .tools.loading import detect_weights, read_checkpoint
+    from .utils.options import network_scale
+
+    state_dict, meta = read_checkpoint(args.weights, args.param_key)
+    detected = detect_weights(state_dict, args.weights)
+    described = meta.get('network_g')
+    if detected.scale is None or not isinstance(described, dict) or args.opt is not None or args.model is not None:
+        return detected.scale  # --opt/--model: checked against the weights by load_network
+    said = network_scale(described) or meta.get('scale')
+    if said is not None and said != detected.scale:
+        raise UsageError(f'--weights {args.weights}: the checkpoint describes {described.get("type")} x{said} but its '
+                         f'weights are {detected.network_g["type"]} x{detected.scale} (their output layer): a damaged '
+                         f'or edited description, not exported (to export the weights as the x{detected.scale} network '
+                         'they are, describe it yourself with --opt or --model NAME)')
+    return detected.scale
+
+
+def write_deployed(args: argparse.Namespace, data: bytes, network: Any) -> None:
+    """The deployed checkpoint, written atomically (folders created). Raises :class:`UsageError`."""
+    from .utils.atomic import write_bytes
+
     try:  # a temporary file next to the target, renamed when complete
-        write_bytes(args.output, buffer.getvalue())
+        write_bytes(args.output, data)
     except OSError as exc:
         raise UsageError(f'cannot write {args.output}: {exc.strerror or exc}') from exc
-    print(f'deployed checkpoint: {args.output} ({network.network_g["type"]} x{network.scale})')
+    print(f'deployed checkpoint: {args.output} ({network_label(network)})')
 
 
-def write_and_verify_onnx(args: argparse.Namespace, network: Any) -> int:
-    """Export ONNX (atomically) and compare onnxruntime with PyTorch; returns the exit code. The sizes
+class ExportFailed(Exception):
+    """The ONNX graph could not be made or verified (exit code 1); nothing is written."""
+
+
+def write_and_verify_onnx(args: argparse.Namespace, network: Any, deployed: bytes | None) -> int:
+    """Export ONNX and compare onnxruntime with PyTorch, then write the outputs; returns the exit code.
+
+    All or nothing: the graph is made and verified under a temporary name, and only then are the deployed
+    checkpoint (``deployed``, if asked for) and the graph put in place; a failure leaves neither. The sizes
     avoid multiples of the window grid of the network (the architecture table's input multiple, input
     unshuffling included); an arbitrary-scale network renders at ``network.scale``."""
     from .tools.onnx_export import ExportError, export_onnx, image_to_image, verify_onnx
@@ -149,47 +202,56 @@ def write_and_verify_onnx(args: argparse.Namespace, network: Any) -> int:
         trace = (batch, 3, *args.trace_size)
     if args.verify_sizes:
         verify = [(batch if i == len(args.verify_sizes) - 1 else 1, 3, *hw) for i, hw in enumerate(args.verify_sizes)]
+    nothing = ' (nothing written)' if args.output else ''
     start = time.perf_counter()
     try:
         with atomic_path(args.onnx) as tmp:
             export_onnx(model, str(tmp), trace, exporter=args.exporter, dynamic_batch=not args.static_batch,
                         opset=args.opset)
-        dims = 'height, width' if args.static_batch else 'batch, height, width'
-        renders = f'renders x{network.scale:g}, ' if model is not network.model else ''  # arbitrary scale
-        print(f'ONNX: {args.onnx} ({renders}dynamic {dims}; {args.exporter} exporter, attention {args.attn}, '
-              f'{time.perf_counter() - start:.1f} s)')
-        results = verify_onnx(model, args.onnx, verify) if args.verify else []
+            seconds = time.perf_counter() - start
+            results = verify_onnx(model, str(tmp), verify) if args.verify else []
+            for r in results:
+                size, out = 'x'.join(map(str, r['size'])), 'x'.join(map(str, r['output']))
+                print(f'onnxruntime vs PyTorch: input {size} -> {out}: max abs diff {r["max_abs_diff"]:.2e}')
+            diffs = [r['max_abs_diff'] for r in results]
+            worst = next((d for d in diffs if not math.isfinite(d)), max(diffs, default=0.0))
+            if not math.isfinite(worst) or worst > args.atol:  # NaN compares False with everything: a failure
+                why = f'{worst:.2e} > --atol {args.atol:g}' if math.isfinite(worst) else \
+                    f'{worst} (an output holds NaN/inf: nothing was verified)'
+                raise ExportFailed(f'ONNX output differs from PyTorch by {why}')
+            if deployed is not None:  # before the graph is renamed: a failure here leaves no graph either
+                write_deployed(args, deployed, network)
     except OSError as exc:
-        print(f'error: cannot write {args.onnx}: {exc.strerror or exc}', file=sys.stderr)
+        print(f'error: cannot write {args.onnx}: {exc.strerror or exc}{nothing}', file=sys.stderr)
         return 2
-    except ExportError as exc:
+    except UsageError as exc:
         print(f'error: {exc}', file=sys.stderr)
+        return 2
+    except (ExportError, ExportFailed) as exc:
+        print(f'error: nothing written: {exc}', file=sys.stderr)
         return 1
-    for r in results:
-        size, out = 'x'.join(map(str, r['size'])), 'x'.join(map(str, r['output']))
-        print(f'onnxruntime vs PyTorch: input {size} -> {out}: max abs diff {r["max_abs_diff"]:.2e}')
-    diffs = [r['max_abs_diff'] for r in results]
-    worst = next((d for d in diffs if not math.isfinite(d)), max(diffs, default=0.0))
-    if not math.isfinite(worst) or worst > args.atol:  # NaN compares False with everything: a failure, not a pass
-        why = f'{worst:.2e} > --atol {args.atol:g}' if math.isfinite(worst) else \
-            f'{worst} (an output holds NaN/inf: nothing was verified)'
-        print(f'error: ONNX output differs from PyTorch by {why}', file=sys.stderr)
-        return 1
+    dims = 'height, width' if args.static_batch else 'batch, height, width'
+    renders = f'renders x{network.scale:g}, ' if model is not network.model else ''  # arbitrary scale
+    print(f'ONNX: {args.onnx} ({renders}dynamic {dims}; {args.exporter} exporter, attention {args.attn}, '
+          f'{seconds:.1f} s)')
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Export; returns the exit code (0 ok, 1 verification above --atol or export failure, 2 bad arguments)."""
+    """Export; returns the exit code (0 ok, 1 verification above --atol or export failure, 2 bad arguments).
+    Nothing is written unless everything asked for succeeds."""
     args = build_parser().parse_args(argv)
     try:
         network = load_for_export(args)
         network.model = network.model.float().cpu()
-        if args.output:
-            write_deployed(args, network.model, network)
+        deployed = deployed_bytes(network) if args.output else None
+        if not args.onnx:
+            write_deployed(args, deployed, network)
+            return 0
     except UsageError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    return write_and_verify_onnx(args, network) if args.onnx else 0
+    return write_and_verify_onnx(args, network, deployed)
 
 
 if __name__ == '__main__':

@@ -6,7 +6,6 @@ decided from the arguments, and the round-robin run over the rows with each row 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -35,22 +34,25 @@ class Entry:
 
 
 def lr_size(lr: tuple[int, int] | None, output: tuple[int, int], scale: int) -> tuple[int, int]:
-    """Input ``(H, W)``: ``lr`` if given, else the output size (``W x H``, e.g. 1280x720) / scale, rounded."""
+    """Input ``(H, W)``: ``lr`` if given, else the output size ``(H, W)`` (e.g. 720x1280) / scale, rounded."""
     if lr is not None:
         return lr
-    out_w, out_h = output
+    out_h, out_w = output
     return max(round(out_h / scale), 1), max(round(out_w / scale), 1)
 
 
 def parse_basicsr_arch(text: str) -> tuple[str, dict[str, Any]]:
     """``'EDSR:{"num_feat": 64}'`` (JSON keyword arguments, optional) -> ``('EDSR', {...})``."""
+    from .cli import json_argument
+
     name, _, kwargs = text.partition(':')
+    shown = text if len(text) <= 80 else f'{text[:60]}... ({len(text)} characters)'  # one line, not 100,000 [
     try:
-        opts = json.loads(kwargs) if kwargs.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise ValueError(f'--basicsr-arch {text!r}: the part after ":" must be a JSON object ({exc})') from None
+        opts = json_argument(kwargs, f'--basicsr-arch {shown!r}') if kwargs.strip() else {}
+    except ValueError as exc:
+        raise ValueError(f'{exc}; the part after ":" must be a JSON object') from None
     if not isinstance(opts, dict):
-        raise ValueError(f'--basicsr-arch {text!r}: the part after ":" must be a JSON object')
+        raise ValueError(f'--basicsr-arch {shown!r}: the part after ":" must be a JSON object')
     return name.strip(), opts
 
 
@@ -101,11 +103,21 @@ def weights_entries(paths: Sequence[str], scale: int | None) -> tuple[list[Entry
     """Rows for checkpoints (network from the weights, :func:`esc_basicsr.tools.loading.describe_weights`)
     and the common scale: ``scale`` (which each must agree with), else theirs, else 2."""
     from .loading import describe_weights
+    from .options_check import check_weights_file, load_error_message
 
     entries: list[Entry] = []
     scales: list[int] = []
     for path in paths:
-        network_g, found = describe_weights(path, scale)
+        check_weights_file(path)
+        try:
+            network_g, found = describe_weights(path, scale)
+        except (ValueError, KeyError) as exc:  # the tools' own messages (scale, detection), naming the file
+            message = str(exc.args[0] if exc.args else exc)
+            raise ValueError(message if str(path) in message else f'--weights {path}: {message}') from None
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes torch.load raise: one line
+            first = next((line for line in str(exc).splitlines() if line.strip()), '')[:200]
+            raise ValueError(load_error_message(path, exc) or f'--weights {path}: cannot be read as a PyTorch '
+                             f'checkpoint, damaged or not one ({type(exc).__name__}: {first})') from None
         entries.append(Entry(os.path.splitext(os.path.basename(path))[0], network_g))
         scales.append(found)
     other = next((i for i, s in enumerate(scales) if s != scales[0]), None)
@@ -151,6 +163,14 @@ def make_plan(args: argparse.Namespace) -> Plan:
     from .speed_settings import SpeedSettings
     from ..utils.output_paths import check_distinct_files
 
+    outputs = {'--json': args.json, '--csv': args.csv, '--plot': args.plot}
+    check_distinct_files(outputs, {'--weights': args.weights})  # before anything is read
+    check_output_folders(outputs)  # before the long run, not when the results are written
+    check_repetitions(args)
+    if args.flex_kernel_options is not None:  # bounded before the settings parse it
+        from .cli import json_argument
+
+        json_argument(args.flex_kernel_options, '--flex-kernel-options')
     device = resolve_device(args.device)
     resolve_dtype(args.precision, device)
     settings = replace(SpeedSettings.from_args(args), compile_backend=getattr(args, 'compile_backend', None))
@@ -161,7 +181,6 @@ def make_plan(args: argparse.Namespace) -> Plan:
     models = args.models if args.models is not None else ([] if args.weights else list(DEFAULT_MODELS))
     entries, notes = make_entries(models, args.basicsr_arch, args.backends, args.scale)
     entries = [e for w in weight_entries for e in expand_backends(w, args.backends)] + entries
-    check_distinct_files({'--json': args.json, '--csv': args.csv, '--plot': args.plot}, {})
     if args.baseline and args.baseline not in [e.label for e in entries]:
         raise ValueError(f'--baseline {args.baseline!r} is not one of the rows: {[e.label for e in entries]}')
     if args.train:
@@ -183,9 +202,52 @@ def make_plan(args: argparse.Namespace) -> Plan:
               'mode': 'train' if args.train else 'inference', 'batch_size': args.batch_size if args.train else 1,
               'settings': settings.describe(), 'tf32': getattr(args, 'tf32', 'default'),
               'autocast': bool(getattr(args, 'autocast', False)) or args.train}
-    rounds = max(1, args.rounds) if args.isolate and args.timing else 1
+    rounds = args.rounds
     config['rounds'] = rounds
     return Plan(entries, notes, config, (h, w), warmup, repeats, rounds, settings)
+
+
+def check_output_folders(outputs: dict[str, str | None]) -> None:
+    """Raise ``OSError`` (naming the option) unless each output file's folder, or the nearest existing folder
+    above it, takes a new file: a read-only folder is found before the benchmark runs, not after. Nothing is
+    created here."""
+    from pathlib import Path
+
+    from ..utils.atomic import check_writable
+
+    for option, path in outputs.items():
+        if not path:
+            continue
+        folder = Path(path).absolute().parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            check_writable(folder)
+        except OSError as exc:
+            raise OSError(f'{option} {path}: cannot write there ({exc.strerror or exc})') from None
+
+
+def check_repetitions(args: argparse.Namespace) -> None:
+    """Refuse repetition flags that would be ignored: ``--rounds`` and ``--timeout`` act on isolated timed
+    runs only (the worker processes), so not with ``--no-isolate`` or ``--no-timing``."""
+    if args.isolate and args.timing:
+        return
+    why = '--no-isolate' if not args.isolate else '--no-timing'
+    if args.rounds > 1:
+        raise ValueError(f'--rounds repeats the isolated timed runs of every model: it does nothing with {why}')
+    if args.timeout is not None:
+        raise ValueError(f'--timeout limits each isolated run (a fresh process): it does nothing with {why}')
+
+
+def timing_text(plan: Plan) -> str:
+    """What the latency column is, as it was measured: ``median of 3 timed passes after 1 warm-up pass`` and, with
+    ``--rounds``, how the rounds were merged."""
+    passes = f'{plan.repeats} timed pass{"es" if plan.repeats != 1 else ""}'
+    text = f'median of {passes}' if plan.repeats > 1 else 'one timed pass'
+    text += f' after {plan.warmup} warm-up pass{"es" if plan.warmup != 1 else ""}'
+    if plan.rounds > 1:
+        text += f'; the median of {plan.rounds} rounds of that (round-robin over the models)'
+    return text + (', each model in a fresh process' if plan.config.get('isolated') else ', all in this process')
 
 
 def run_plan(plan: Plan, args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import json
 import math
 from typing import Any
 
-from .benchmark_plan import Plan
+from .benchmark_plan import Plan, timing_text
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -114,7 +114,7 @@ def report(plan: Plan, rows: list[dict[str, Any]], args: argparse.Namespace) -> 
         title = (f'x{args.scale}, input {h}x{w} -> output {h * args.scale}x{w * args.scale} (HxW), {cfg["device"]}'
                  f'{threads}, {precision}')
         table = format_table(rows, args.baseline)
-    timing = f'; time: median of {plan.repeats} after {plan.warmup} warm-up' if args.timing else ''
+    timing = f'; time: {timing_text(plan)}' if args.timing else ''
     print(f'\n{title}{timing}\n')
     print(table)
     row_notes = [f'{r["label"]}: {n}' for r in rows for n in r.get('notes', [])]

@@ -261,18 +261,21 @@ def plan_outputs(inputs: Sequence[tuple[Path, Path]], output_dir: str | Path, su
     return plan
 
 
-def check_distinct_files(outputs: dict[str, str | Path | None], inputs: dict[str, str | Path | None]) -> None:
-    """Refuse outputs (``{option: path}``) that overwrite an input file or each other.
+def check_distinct_files(outputs: dict[str, str | Path | None],
+                         inputs: dict[str, str | Path | Sequence[str | Path] | None]) -> None:
+    """Refuse outputs (``{option: path}``) that overwrite an input file (``{option: path or paths}``, e.g.
+    the several files of ``--weights``) or each other.
 
     Raises:
         OutputPathError: naming the options involved.
     """
     outs = {k: Path(v) for k, v in outputs.items() if v}
-    ins = {k: Path(v) for k, v in inputs.items() if v}
+    ins = [(k, Path(p)) for k, v in inputs.items() if v
+           for p in ([v] if isinstance(v, (str, Path)) else v) if p]
     for name, out in outs.items():
         if out.is_dir():
             raise OutputPathError(f'{name} {str(out)!r} is a folder; give a file name')
-        for in_name, src in ins.items():
+        for in_name, src in ins:
             if same_file(out, src):
                 raise OutputPathError(f'{name} {str(out)!r} is the {in_name} file; it would be overwritten')
     keys: dict[str, str] = {}

@@ -41,10 +41,10 @@ def test_macs_of_every_backend_are_the_same():
 
 
 def test_sizes_and_arguments():
-    assert lr_size(None, (1280, 720), 2) == (360, 640)
-    assert lr_size(None, (1280, 720), 3) == (240, 427)
-    assert lr_size(None, (1280, 720), 4) == (180, 320)
-    assert lr_size((176, 320), (1280, 720), 2) == (176, 320)
+    assert lr_size(None, (720, 1280), 2) == (360, 640)  # the output is HxW, as --lr-size
+    assert lr_size(None, (720, 1280), 3) == (240, 427)
+    assert lr_size(None, (720, 1280), 4) == (180, 320)
+    assert lr_size((176, 320), (720, 1280), 2) == (176, 320)
     assert parse_basicsr_arch('EDSR:{"num_feat": 8}') == ('EDSR', {'num_feat': 8})
     with pytest.raises(ValueError, match='JSON'):
         parse_basicsr_arch('EDSR:{num_feat: 8}')
