@@ -11,7 +11,7 @@ command, no package index. The two scripts run as two commands on one warm machi
   15 s in reserve).
 
 Together 780 s = 13 minutes, each under 540 s (9 minutes), so both fit one loan with its start.
-``--limit-s`` stretches or shrinks every budget but the installation's and the reserve in proportion.
+``--limit-s`` stretches or shrinks every step's budget in proportion (the reserve stays).
 
 ``python -m benchmarks.gpu_plans {check,speed} --python PY --out DIR [--dry-run] [--limit-s S] [--plan]
 [-- ARGS for the measurement]`` (the scripts call it after resolving OUT_DIR and changing to the checkout).
@@ -51,17 +51,17 @@ MODULES = {'check': 'torch basicsr esc_basicsr pytest', 'speed': 'torch basicsr 
 
 
 def _scale(limit_s: float, default_s: float, reserve_s: float) -> float:
-    """The factor applied to the budgets that are not the installation or the reserve."""
-    fixed = INSTALL_S + reserve_s
-    if limit_s < fixed + 30:
-        raise ValueError(f'--limit-s {limit_s:g} is too small: at least {fixed + 30:g} s')
-    return (limit_s - fixed) / (default_s - fixed)
+    """The factor applied to every step's budget (not the reserve) for a limit of ``limit_s``."""
+    least = reserve_s + (default_s - reserve_s) / 3
+    if limit_s < least:
+        raise ValueError(f'--limit-s {limit_s:g} is too small: at least {least:.0f} s')
+    return (limit_s - reserve_s) / (default_s - reserve_s)
 
 
-def install_step(py: str, logs: Path, dry_run: bool, which: str) -> Step:
+def install_step(py: str, logs: Path, dry_run: bool, which: str, k: float) -> Step:
     """``scripts/gpu_env.sh``: the wheels in ``.whl/`` only, then ``env.txt`` into ``logs``."""
-    return Step('install', INSTALL_S, ['bash', 'scripts/gpu_env.sh', py, str(logs), str(int(dry_run)),
-                                       MODULES[which]], kind='setup')
+    return Step('install', INSTALL_S * k, ['bash', 'scripts/gpu_env.sh', py, str(logs), str(int(dry_run)),
+                                           MODULES[which]], kind='setup')
 
 
 def check_plan(py: str, out_dir: Path, tag: str, dry_run: bool = False, limit_s: float = CHECK_LIMIT_S,
@@ -71,7 +71,7 @@ def check_plan(py: str, out_dir: Path, tag: str, dry_run: bool = False, limit_s:
     logs = out_dir / 'gpu_check_logs'  # Plan('gpu_check').logs
     pytest = [py, '-m', 'pytest', '-m', 'cuda', '-p', 'no:cacheprovider', '-v', '-rfEs', '--tb=short',
               '--durations=10']
-    steps = [install_step(py, logs, dry_run, 'check')]
+    steps = [install_step(py, logs, dry_run, 'check', k)]
     named: list[str] = []
     for name, files in TEST_CHUNKS:
         present = [f for f in files if (root / f).exists()]  # a renamed file goes to the last chunk
@@ -101,12 +101,12 @@ def speed_plan(py: str, out_dir: Path, dry_run: bool = False, limit_s: float = S
                extra: Sequence[str] = ()) -> Plan:
     """The steps of ``gpu_speed.sh``: the installation, then the measurement with the rest of the limit."""
     logs = out_dir / 'gpu_speed_run_logs'  # Plan('gpu_speed_run').logs; gpu_speed_<GPU>.* are the rows'
-    measure = limit_s - INSTALL_S - SPEED_RESERVE_S
-    _scale(limit_s, SPEED_LIMIT_S, SPEED_RESERVE_S)  # checks the limit
+    k = _scale(limit_s, SPEED_LIMIT_S, SPEED_RESERVE_S)
+    measure = SPEED_LIMIT_S - INSTALL_S - SPEED_RESERVE_S
     argv = [py, '-m', 'benchmarks.gpu_speed', '--out', str(out_dir), *(['--dry-run'] if dry_run else []), *extra]
     return Plan('gpu_speed_run', limit_s, SPEED_RESERVE_S,
-                [install_step(py, logs, dry_run, 'speed'),
-                 Step('measure', measure, argv, budget_flag='--budget-s')])
+                [install_step(py, logs, dry_run, 'speed', k),
+                 Step('measure', measure * k, argv, budget_flag='--budget-s')])
 
 
 def gpu_tag(dry_run: bool) -> str:

@@ -230,10 +230,9 @@ def run_plan(plan: Plan, out_dir: Path, tag: str, header: str,
             if step.kind == 'tests':
                 res.tests = junit_counts(logs / f'{step.name}.xml', logs / f'{step.name}.log')
             print(f'[{plan.name}] {step.name}: {res.status} ({res.seconds:.0f} s)', file=sys.stderr, flush=True)
-            if step.kind == 'setup' and res.status != 'ok':
-                stop = f'{step.name} {res.status}'
-                tail = log_tail(logs / f'{step.name}.log', 5)
-                print(tail, file=sys.stderr)
+        if step.kind == 'setup' and res.status != 'ok' and not stop:
+            stop = f'{step.name} {res.status}'  # nothing after it can run
+            print(log_tail(logs / f'{step.name}.log', 5), file=sys.stderr)
         write()
     return results, md
 

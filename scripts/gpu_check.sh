@@ -10,7 +10,7 @@
 #                   fixtures and reduced precision; the recompile matrix; the rest), each with its own
 #                   junit XML and log; time a chunk leaves unused goes to the next
 #   bench     60 s  the paper's table in strict fp32: ESC, ESC-light vs SwinIR-light, x2, 1280x720 output
-#   reserve   20 s  = 360 s (--limit-s S scales the tests and the benchmark)
+#   reserve   20 s  = 360 s (--limit-s S scales every step in proportion)
 # Writes OUT_DIR/gpu_check_<GPU>.md and .json (every step's outcome, test counts, failures, the table),
 # OUT_DIR/gpu_check_<GPU>_x2_fp32.json and OUT_DIR/gpu_check_logs/.
 # --dry-run (no GPU needed): the same plan on the CPU (the CUDA tests collected and skipped, the benchmark at

@@ -9,7 +9,7 @@
 #                   output in strict fp32, TF32, bf16 and fp16 and the training steps of ESC and SwinIR-light
 #                   first, then the candidate settings (compile, CUDA graphs, low-rank bias, flex kernel
 #                   options, channels-last) while the budget lasts; every row against ESC in float32 on the CPU
-#   reserve   15 s  = 420 s (--limit-s S gives the measurement the difference)
+#   reserve   15 s  = 420 s (--limit-s S scales both steps in proportion)
 # Writes OUT_DIR/gpu_speed_<GPU>.json and .md (goals met / unmet / not measured; rewritten after every row),
 # the steps' summary OUT_DIR/gpu_speed_run_<GPU>.md and .json, and OUT_DIR/gpu_speed_run_logs/.
 # --dry-run (no GPU needed): the same on the CPU, tiny sizes and a tiny ESC (~30-60 s). --plan: the plan only;

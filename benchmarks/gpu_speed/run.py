@@ -1,8 +1,9 @@
 """``python -m benchmarks.gpu_speed``: issue 21's goals measured in one time-boxed run on a CUDA GPU.
 
-Run by ``scripts/gpu_speed.sh`` (which installs from ``.whl/`` first). Every row is measured by
-:mod:`esc_basicsr.tools.benchmark_worker` in a fresh process (``python -m esc_basicsr.tools.benchmark_worker``), one after the
-other, and every ratio is between rows of this one run. The rows, most important first:
+Run by ``scripts/gpu_speed.sh`` (which installs from ``.whl/`` first, within a time box: benchmarks/gpu_plans.py).
+Every row is measured by :mod:`esc_basicsr.tools.benchmark_worker` in a fresh process (``python -m
+esc_basicsr.tools.benchmark_worker``), one after the other, and every ratio is between rows of this one run.
+The rows, most important first:
 
 1. ``reference_cpu``: ESC x2 at 360x640 (1280x720 output) in float32 on the CPU (``sdpa``): the output every GPU
    inference row is compared with (``max_abs_err``, ``mean_rel_err``).
@@ -24,7 +25,8 @@ Inference rows also time one call at another size (288x500) and count the graphs
 
 Budget: each row has an expected duration (:func:`.plan.expected_seconds`, from the H200 figures
 of the project's GPU notes); a row that would no longer fit in ``--budget-s`` is skipped and listed as such,
-and a row is stopped at ``--row-timeout-factor`` times its expected duration (at least 60 s). The JSON and the
+and a row is stopped at ``--row-timeout-factor`` times its expected duration (at least 60 s, never past the
+budget). The JSON and the
 Markdown summary (goals met / unmet / not measured, with the GPU's name) are rewritten after every row, so a
 run cut short still leaves its results. ``--dry-run`` runs every row that a CPU can run on tiny sizes, in this
 process, with a tiny ESC and the ``eager`` compiler backend (checks the plumbing; its numbers mean nothing).
