@@ -130,6 +130,51 @@ def test_without_wheels_the_scripts_stop_and_ask_no_registry(tmp_path):
         assert 'skipped' in summaries[0].read_text() and 'holds no wheels' in summaries[0].read_text()
 
 
+def _fake_python(tmp_path: Path, pip_rc: int) -> tuple[Path, Path]:
+    """A Python whose import check fails until its ``pip`` (recorded, not run) has installed, once."""
+    calls, installed = tmp_path / 'pip_calls', tmp_path / 'installed'
+    fake = tmp_path / 'python'
+    fake.write_text(f"""#!/bin/sh
+if [ "$1" = "-c" ]; then [ -e {installed} ] && exit 0; exit 1; fi
+if [ "$1 $2" = "-m pip" ]; then echo "$*" >> {calls}; [ {pip_rc} = 0 ] && touch {installed}; exit {pip_rc}; fi
+exec {PY} "$@"
+""")
+    fake.chmod(0o755)
+    return fake, calls
+
+
+@pytest.mark.parametrize('pip_rc', [0, 1])
+def test_with_wheels_the_installation_uses_them_and_no_index(tmp_path, pip_rc):
+    """scripts/gpu_env.sh with wheels: the wheels, then this checkout (reinstalled: a warm machine may hold an
+    earlier copy's package), both with --no-index; a failed pip is one ``error:`` line and exit code 2."""
+    fake, calls = _fake_python(tmp_path, pip_rc)
+    wheels = tmp_path / 'wheels'
+    wheels.mkdir()
+    (wheels / 'addict-2.4.0-py3-none-any.whl').write_bytes(b'')
+    env = dict(os.environ, GPU_WHEELS=str(wheels), PYTHONPATH=str(REPO))
+    proc = subprocess.run(['bash', 'scripts/gpu_env.sh', str(fake), str(tmp_path / 'logs'), '1', 'torch basicsr'],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    pips = calls.read_text().splitlines()
+    assert all('--no-index' in c and '--no-deps' in c for c in pips)
+    if pip_rc:
+        assert proc.returncode == 2 and proc.stderr.splitlines()[-1].startswith('error: installing from ')
+        return
+    assert proc.returncode == 0, proc.stderr
+    assert len(pips) == 2 and pips[0].endswith('addict-2.4.0-py3-none-any.whl')
+    assert pips[1].endswith('--force-reinstall .')
+    assert 'TF32 defaults' in (tmp_path / 'logs' / 'env.txt').read_text()
+
+
+def test_the_harness_is_outside_the_installed_package():
+    """Issue 26: the GPU goal harness lives in benchmarks/ (not installed); the package neither holds nor
+    imports it, and setup.py packages esc_basicsr only."""
+    assert not list((REPO / 'esc_basicsr').rglob('gpu_speed*'))
+    for path in (REPO / 'esc_basicsr').rglob('*.py'):
+        text = path.read_text()
+        assert 'import benchmarks' not in text and 'from benchmarks' not in text, path
+    assert "find_packages(include=['esc_basicsr', 'esc_basicsr.*'])" in (REPO / 'setup.py').read_text()
+
+
 def test_arguments_are_checked():
     for script in ('gpu_check.sh', 'gpu_speed.sh'):
         proc = _script(script, '--bogus', timeout=60)
