@@ -131,14 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f'seconds for the whole script (default: check {CHECK_LIMIT_S:g}, speed {SPEED_LIMIT_S:g})')
     p.add_argument('--no-bench', action='store_true', help='check: tests only (their chunks get its time)')
     p.add_argument('--plan', action='store_true', help='print the plan and run nothing')
-    p.add_argument('extra', nargs='*', help='speed: arguments for python -m benchmarks.gpu_speed (after --)')
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.extra and args.which != 'speed':
-        print(f'error: unexpected arguments {args.extra}', file=sys.stderr)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index('--') if '--' in argv else len(argv)
+    extra = argv[cut + 1:]  # speed: for python -m benchmarks.gpu_speed
+    args = build_parser().parse_args(argv[:cut])
+    if extra and args.which != 'speed':
+        print(f'error: arguments after -- are for gpu_speed.sh only: {extra}', file=sys.stderr)
         return 2
     tag = gpu_tag(args.dry_run)
     out = args.out
@@ -147,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan = check_plan(args.python, out, tag, args.dry_run, args.limit_s or CHECK_LIMIT_S,
                               not args.no_bench)
         else:
-            plan = speed_plan(args.python, out, args.dry_run, args.limit_s or SPEED_LIMIT_S, args.extra)
+            plan = speed_plan(args.python, out, args.dry_run, args.limit_s or SPEED_LIMIT_S, extra)
     except ValueError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

@@ -47,6 +47,11 @@ def test_plan_printed_and_bad_limits_refused(capsys):
     assert gpu_plans.main(['check', '--out', 'unused', '--plan']) == 0
     printed = capsys.readouterr().out
     assert 'budgets + reserve = 360 s <= limit 360 s' in printed and '| bench_fp32 | bench | 60 | 340 |' in printed
+    assert gpu_plans.main(['speed', '--out', 'unused', '--plan', '--', '--only', 'esc/bf16']) == 0
+    assert gpu_plans.speed_plan(PY, Path('o'), extra=['--only', 'esc/bf16']).steps[-1].argv[-2:] == \
+        ['--only', 'esc/bf16']
+    assert gpu_plans.main(['check', '--out', 'unused', '--plan', '--', '--only', 'x']) == 2
+    assert 'for gpu_speed.sh only' in capsys.readouterr().err
     assert gpu_plans.main(['speed', '--out', 'unused', '--plan', '--limit-s', '100']) == 2
     assert capsys.readouterr().err.startswith('error: --limit-s 100 is too small: at least 150 s')
 
