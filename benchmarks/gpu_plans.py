@@ -48,6 +48,9 @@ TEST_CHUNKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ('tests_matrix', ('tests/archs/test_flex_compile_matrix.py',)),
 )
 MODULES = {'check': 'torch basicsr esc_basicsr pytest', 'speed': 'torch basicsr esc_basicsr'}
+# the plans' names: their summaries are <name>_<GPU>.md/.json, their logs <name>_logs/ (gpu_speed_<GPU>.* are the
+# measurement's own files)
+CHECK, SPEED = 'gpu_check', 'gpu_speed_run'
 
 
 def _scale(limit_s: float, default_s: float, reserve_s: float) -> float:
@@ -68,7 +71,7 @@ def check_plan(py: str, out_dir: Path, tag: str, dry_run: bool = False, limit_s:
                bench: bool = True, root: Path = Path('.')) -> Plan:
     """The steps of ``gpu_check.sh`` (see the module's docstring)."""
     k = _scale(limit_s, CHECK_LIMIT_S, CHECK_RESERVE_S)
-    logs = out_dir / 'gpu_check_logs'  # Plan('gpu_check').logs
+    logs = out_dir / f'{CHECK}_logs'
     pytest = [py, '-m', 'pytest', '-m', 'cuda', '-p', 'no:cacheprovider', '-v', '-rfEs', '--tb=short',
               '--durations=10']
     steps = [install_step(py, logs, dry_run, 'check', k)]
@@ -94,17 +97,17 @@ def check_plan(py: str, out_dir: Path, tag: str, dry_run: bool = False, limit_s:
                            '--json', str(out_dir / f'gpu_check_{tag}_x2_fp32.json')], kind='bench'))
     else:  # the benchmark's time goes to the tests
         steps[-1].budget_s += BENCH_S * k
-    return Plan('gpu_check', limit_s, CHECK_RESERVE_S, steps)
+    return Plan(CHECK, limit_s, CHECK_RESERVE_S, steps)
 
 
 def speed_plan(py: str, out_dir: Path, dry_run: bool = False, limit_s: float = SPEED_LIMIT_S,
                extra: Sequence[str] = ()) -> Plan:
     """The steps of ``gpu_speed.sh``: the installation, then the measurement with the rest of the limit."""
-    logs = out_dir / 'gpu_speed_run_logs'  # Plan('gpu_speed_run').logs; gpu_speed_<GPU>.* are the rows'
+    logs = out_dir / f'{SPEED}_logs'
     k = _scale(limit_s, SPEED_LIMIT_S, SPEED_RESERVE_S)
     measure = SPEED_LIMIT_S - INSTALL_S - SPEED_RESERVE_S
     argv = [py, '-m', 'benchmarks.gpu_speed', '--out', str(out_dir), *(['--dry-run'] if dry_run else []), *extra]
-    return Plan('gpu_speed_run', limit_s, SPEED_RESERVE_S,
+    return Plan(SPEED, limit_s, SPEED_RESERVE_S,
                 [install_step(py, logs, dry_run, 'speed', k),
                  Step('measure', measure * k, argv, budget_flag='--budget-s')])
 
