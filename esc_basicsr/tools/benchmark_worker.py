@@ -3,7 +3,7 @@ network (or one training step), in this process or in a fresh one, with the row'
 (:mod:`.speed_settings`), TF32 mode and autocast.
 
 Keys of a row's spec besides the benchmark's arguments, for measurements that compare rows (the GPU speed
-matrix, :mod:`.gpu_speed`): ``seed`` (the network's initialisation and the input are drawn from it, so that
+matrix, benchmarks/gpu_speed): ``seed`` (the network's initialisation and the input are drawn from it, so that
 rows in different processes hold the same weights), ``bias_tables: 'trained_like'`` (every window attention's
 relative position table replaced by :func:`esc_basicsr.layers.low_rank_bias.trained_like_table`),
 ``new_size`` (``[h, w]``: one more call at that size after timing, reporting its time and the graphs dynamo

@@ -1,33 +1,37 @@
-"""``python -m esc_basicsr.tools.gpu_speed``: issue 21's goals measured in one time-boxed run on a CUDA GPU.
+"""``python -m benchmarks.gpu_speed``: issue 21's goals measured in one time-boxed run on a CUDA GPU.
 
-Run by ``scripts/gpu_speed.sh`` (which installs from ``.whl/`` first). Every row is measured by
-:mod:`.benchmark_worker` in a fresh process (``python -m esc_basicsr.tools.benchmark_worker``), one after the
-other, and every ratio is between rows of this one run. The rows, most important first:
+Run by ``scripts/gpu_speed.sh`` (which installs from ``.whl/`` first, within a time box: benchmarks/gpu_plans.py).
+Every row is measured by :mod:`esc_basicsr.tools.benchmark_worker` in a fresh process (``python -m
+esc_basicsr.tools.benchmark_worker``), one after the other, and every ratio is between rows of this one run.
+The rows, most important first:
 
 1. ``reference_cpu``: ESC x2 at 360x640 (1280x720 output) in float32 on the CPU (``sdpa``): the output every GPU
    inference row is compared with (``max_abs_err``, ``mean_rel_err``).
 2. Baselines: ESC (``attn_type auto`` = compiled FlexAttention) in strict fp32 (TF32 off), fp32 with TF32,
    bf16 and fp16 autocast; the training step (batch 32, LR patch 64, L1, AdamW) of ESC and BasicSR's
    SwinIR-light in fp32 (TF32) and bf16 autocast.
-3. Candidates, one setting each (:mod:`.speed_settings`), in bf16 first: FlexAttention kernel options (3
-   sets), whole-network compile, compile with CUDA graphs, the low-rank bias (rank 16: q/k 32 wide), compile in
-   TF32, channels-last, SwinIR-light inference, the low-rank bias at rank 240 (256 wide, the flash kernels'
-   limit), compile in strict fp32, then further settings and precisions and the training step while the
-   budget lasts (``--plan`` lists them with their expected seconds).
+3. Candidates, one setting each (:mod:`esc_basicsr.tools.speed_settings`), in bf16 first, those that could
+   reach issue 21's goals first: whole-network compile, compile with CUDA graphs (800+ kernel launches per
+   forward become one replay), the low-rank bias (rank 16: q/k 32 wide, flash kernels), FlexAttention kernel
+   options (set A), channels-last, kernel options B and C, compile in TF32, SwinIR-light inference, the
+   low-rank bias at rank 240 (256 wide, the flash kernels' limit), compile in strict fp32, then further
+   settings and precisions and the training step while the budget lasts (``--plan`` lists them with their
+   expected seconds; ``scripts/gpu_speed.sh``'s default budget reaches kernel options C).
 
 Every ESC row uses the same weights: default initialisation from seed 0 (realistic magnitudes: the fixtures'
 random weights overflow fp16) with trained-looking relative position tables
 (:func:`esc_basicsr.layers.low_rank_bias.trained_like_table`; no trained checkpoint travels with the package).
 Inference rows also time one call at another size (288x500) and count the graphs dynamo compiled for it.
 
-Budget: each row has an expected duration (:func:`.gpu_speed_plan.expected_seconds`, from the H200 figures
+Budget: each row has an expected duration (:func:`.plan.expected_seconds`, from the H200 figures
 of the project's GPU notes); a row that would no longer fit in ``--budget-s`` is skipped and listed as such,
-and a row is stopped at ``--row-timeout-factor`` times its expected duration (at least 60 s). The JSON and the
+and a row is stopped at ``--row-timeout-factor`` times its expected duration (at least 60 s, never past the
+budget). The JSON and the
 Markdown summary (goals met / unmet / not measured, with the GPU's name) are rewritten after every row, so a
 run cut short still leaves its results. ``--dry-run`` runs every row that a CPU can run on tiny sizes, in this
 process, with a tiny ESC and the ``eager`` compiler backend (checks the plumbing; its numbers mean nothing).
 
-The rows, goals and sizes: :mod:`.gpu_speed_plan`; ratios, goals met and the summary: :mod:`.gpu_speed_report`.
+The rows, goals and sizes: :mod:`.plan`; ratios, goals met and the summary: :mod:`.report`.
 """
 from __future__ import annotations
 
@@ -43,8 +47,8 @@ import time
 from dataclasses import asdict
 from typing import Any, Iterator, Sequence
 
-from .gpu_speed_plan import DRY_SIZES, Row, Sizes, budget_table, expected_seconds, plan_rows, row_spec
-from .gpu_speed_report import Result, add_ratios, evaluate_goals, summary_markdown
+from .plan import DRY_SIZES, Row, Sizes, budget_table, expected_seconds, plan_rows, row_spec
+from .report import Result, add_ratios, evaluate_goals, summary_markdown
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -55,7 +59,7 @@ def _row_scope() -> Iterator[None]:
     """A row run in this process (dry run) leaves nothing behind: environment settings, TF32 flags, dynamo."""
     import torch
 
-    from ..layers import config
+    from esc_basicsr.layers import config
 
     keys = (config.CHANNELS_LAST_ENV, config.FLEX_KERNEL_OPTIONS_ENV)
     saved_env = {k: os.environ.get(k) for k in keys}
@@ -76,7 +80,7 @@ def _row_scope() -> Iterator[None]:
 
 def run_row(spec: dict[str, Any], isolate: bool, timeout: float | None) -> dict[str, Any]:
     """Measure one row (a fresh process with ``isolate``); an error becomes the row's ``error``."""
-    from .benchmark_worker import run_isolated, run_worker
+    from esc_basicsr.tools.benchmark_worker import run_isolated, run_worker
 
     if isolate:
         return run_isolated(spec, timeout)
@@ -105,9 +109,8 @@ def run_matrix(rows: Sequence[Row], sizes: Sizes, budget_s: float, isolate: bool
                 res.status, res.reason = 'skipped', (f'budget: {elapsed:.0f} s used + {res.expected_s:.0f} s expected '
                                                      f'> {budget_s:.0f} s')
             else:
-                timeout = None if dry_run else max(60.0, timeout_factor * res.expected_s)
-                if timeout is not None:
-                    timeout = min(timeout, max(budget_s - elapsed, 0) + 30)
+                # never past the budget: the script's time box cuts at the budget (+10 s to write the files)
+                timeout = None if dry_run else min(max(60.0, timeout_factor * res.expected_s), budget_s - elapsed)
                 print(f'[{len([r for r in results if r.status != "pending"]) + 1}/{len(results)}] {res.row.label} '
                       f'(expected {res.expected_s:.0f} s) ...', end='', file=sys.stderr, flush=True)
                 t0 = time.perf_counter()
@@ -126,9 +129,10 @@ def run_matrix(rows: Sequence[Row], sizes: Sizes, budget_s: float, isolate: bool
 def _meta(results: Sequence[Result], args: argparse.Namespace, sizes: Sizes, elapsed: float) -> dict[str, Any]:
     import torch
 
-    from ..version import __version__
+    from esc_basicsr.version import __version__
 
-    names = [r.data.get('device_name') for r in results if r.data.get('device_name')]
+    names = [args.device_name] if getattr(args, 'device_name', None) else \
+        [r.data.get('device_name') for r in results if r.data.get('device_name')]
     commit = None
     with contextlib.suppress(Exception):
         import subprocess
@@ -144,7 +148,7 @@ def _meta(results: Sequence[Result], args: argparse.Namespace, sizes: Sizes, ela
 def write_outputs(out_dir: str, results: Sequence[Result], args: argparse.Namespace, sizes: Sizes,
                   elapsed: float) -> tuple[str, str]:
     """Write ``gpu_speed_<GPU>.json`` and ``.md`` into ``out_dir`` (atomically); returns their paths."""
-    from ..utils.atomic import write_text
+    from esc_basicsr.utils.atomic import write_text
 
     add_ratios(results)
     meta = _meta(results, args, sizes, elapsed)
@@ -160,7 +164,7 @@ def write_outputs(out_dir: str, results: Sequence[Result], args: argparse.Namesp
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m esc_basicsr.tools.gpu_speed', description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(prog='python -m benchmarks.gpu_speed', description=__doc__.split('\n\n')[0])
     p.add_argument('--out', default=None, help='output folder (default: $OUT, else benchmarks/runs)')
     p.add_argument('--budget-s', type=float, default=420.0,
                    help='seconds for all rows; a row that would not fit is skipped (default 420)')
@@ -198,6 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not torch.cuda.is_available():
             print('error: no CUDA device visible to PyTorch (--dry-run checks the plumbing on a CPU)', file=sys.stderr)
             return 2
+        # the file names carry the GPU's name from the first row on (the first row runs on the CPU)
+        args.device_name = torch.cuda.get_device_name(0)
+    else:
+        args.device_name = None
     sizes = DRY_SIZES if args.dry_run else Sizes()
     isolate = (not args.dry_run) if args.isolate is None else args.isolate
     out_dir = args.out or os.environ.get('OUT') or os.path.join('benchmarks', 'runs')

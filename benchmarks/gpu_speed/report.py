@@ -1,4 +1,4 @@
-"""What became of ``python -m esc_basicsr.tools.gpu_speed``'s rows: ratios between rows of one run, issue 21's
+"""What became of ``python -m benchmarks.gpu_speed``'s rows: ratios between rows of one run, issue 21's
 goals met / unmet / not measured, and the Markdown summary."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .gpu_speed_plan import AUTHORS_H200_MEM_MB, AUTHORS_H200_MS, FIRST_CALL_MS, GOALS, REDUCED_ERROR_FACTOR, \
+from .plan import AUTHORS_H200_MEM_MB, AUTHORS_H200_MS, FIRST_CALL_MS, GOALS, REDUCED_ERROR_FACTOR, \
     STRICT_ATOL, Row
 
 @dataclass

@@ -1,6 +1,6 @@
-"""What ``python -m esc_basicsr.tools.gpu_speed`` measures (issue 21): the goals, the rows in order of importance
+"""What ``python -m benchmarks.gpu_speed`` measures (issue 21): the goals, the rows in order of importance
 with their expected seconds on an H200, the sizes, and each row's worker spec
-(:mod:`.benchmark_worker`)."""
+(:mod:`esc_basicsr.tools.benchmark_worker`)."""
 from __future__ import annotations
 
 import os
@@ -100,12 +100,14 @@ def plan_rows() -> list[Row]:
 
     flex = {name: candidate('bf16', name, f'flex kernel options {opts}', flex_kernel_options=opts)
             for name, opts in FLEX_OPTION_SETS.items()}
-    rows += [*flex.values(),
-             candidate('bf16', 'compile', 'whole-network compile', compile=True),
+    # what could reach the goals first (launch overhead, flash kernels), the tuning after
+    rows += [candidate('bf16', 'compile', 'whole-network compile', compile=True),
              candidate('bf16', 'cudagraphs', 'compile + CUDA graphs', compile=True, cuda_graphs=True),
              candidate('bf16', 'lowrank16', 'low-rank bias, rank 16', low_rank_bias={'rank': 16}),
-             candidate('tf32', 'compile', 'whole-network compile', compile=True),
+             flex['flexA'],
              candidate('bf16', 'channels_last', 'channels-last', channels_last=True),
+             flex['flexB'], flex['flexC'],
+             candidate('tf32', 'compile', 'whole-network compile', compile=True),
              Row('swinir_light/tf32', 'inference', 'swinir_light', 'tf32', setting='SwinIR-light (BasicSR)'),
              candidate('bf16', 'lowrank240', 'low-rank bias, rank 240', low_rank_bias={'rank': 240}),
              candidate('strict', 'compile', 'whole-network compile', compile=True),
@@ -173,9 +175,9 @@ DRY_SIZES = Sizes(lr_size=(24, 40), new_size=(20, 28), batch=2, patch=16, warmup
 
 
 def row_spec(row: Row, sizes: Sizes, reference: str) -> dict[str, Any]:
-    """The :mod:`.benchmark_worker` spec of ``row``."""
-    from .benchmark_plan import SWINIR_LIGHT
-    from .loading import network_from_preset
+    """The :mod:`esc_basicsr.tools.benchmark_worker` spec of ``row``."""
+    from esc_basicsr.tools.benchmark_plan import SWINIR_LIGHT
+    from esc_basicsr.tools.loading import network_from_preset
 
     precision, tf32, autocast = MODES[row.mode]
     esc = dict(sizes.esc) if sizes.esc is not None else network_from_preset('esc', 2)
