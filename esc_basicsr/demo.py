@@ -93,8 +93,12 @@ def plan_training(workdir: Path, minutes: float | None, iters: int | None,
         planned = STARTUP_SECONDS + iters * per_iter * STEP_OVERHEAD
         plan.update(budget_seconds=budget * 60, planned_seconds=round(planned, 1), min_iter=MIN_ITERS,
                     label='demo', check_every=10)
-        log(f'one training iteration takes {per_iter:.2f} s here: {iters} iterations, about {planned / 60:.1f} min '
-            f'of training (at most {budget:g} min: re-planned while it trains if the machine slows down)')
+        if planned > budget * 60:  # even MIN_ITERS do not fit: say so rather than promise
+            log(f'one training iteration takes {per_iter:.2f} s here: {iters} iterations (the fewest that reliably '
+                f'beat bicubic) take about {planned / 60:.1f} min, more than {budget:g} min')
+        else:
+            log(f'one training iteration takes {per_iter:.2f} s here: {iters} iterations, about {planned / 60:.1f} '
+                f'min of training (at most {budget:g} min: re-planned while it trains if the machine slows down)')
     plan_file.write_text(json.dumps(plan, indent=1) + '\n')
     return plan
 
