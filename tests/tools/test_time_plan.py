@@ -136,3 +136,12 @@ def test_train_takes_time_plan_out_of_basicsr_arguments(tmp_path, monkeypatch, c
     with pytest.raises(SystemExit) as exit_info:
         train.main()
     assert exit_info.value.code == 2 and capsys.readouterr().err == "error: --time-plan: no file 'missing.json'\n"
+
+
+def test_demo_says_when_even_the_fewest_iterations_exceed_the_budget(tmp_path, capsys):
+    plan = demo.plan_training(tmp_path, None, None, step_seconds=lambda _: 10.0)
+    assert plan['total_iter'] == demo.MIN_ITERS
+    assert 'take about 27.8 min, more than 11 min' in capsys.readouterr().out
+    (tmp_path / 'demo_plan.json').unlink()
+    demo.plan_training(tmp_path, None, None, step_seconds=lambda _: 1.2)
+    assert 'about 9.1 min of training (at most 11 min: re-planned while it trains' in capsys.readouterr().out
