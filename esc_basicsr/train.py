@@ -29,15 +29,28 @@ def _take_time_plan(args: list[str]) -> tuple[str | None, list[str]]:
     return plan, rest
 
 
+def _launcher(args: list[str]) -> str:
+    """The value of BasicSR's ``--launcher`` in ``args`` (``none`` when absent)."""
+    for i, arg in enumerate(args):
+        if arg.startswith('--launcher='):
+            return arg.split('=', 1)[1]
+        if arg == '--launcher' and i + 1 < len(args):
+            return args[i + 1]
+    return 'none'
+
+
 def main(argv: list[str] | None = None) -> None:
     """BasicSR's ``train_pipeline`` with ``argv`` (default ``sys.argv[1:]``), under a time plan if given."""
     plan, rest = _take_time_plan(sys.argv[1:] if argv is None else argv)
     if plan is None:
         return _train(argv)
-    if not Path(plan).is_file():
+    problem = None if Path(plan).is_file() else f'--time-plan: no file {plan!r}'
+    if _launcher(rest) != 'none':  # each rank would re-plan on its own clock and stop at another iteration
+        problem = '--time-plan is for a single process (--launcher none): ranks would stop at different iterations'
+    if problem:
         if argv is not None:
-            raise FileNotFoundError(f'--time-plan: no file {plan!r}')
-        print(f'error: --time-plan: no file {plan!r}', file=sys.stderr)
+            raise ValueError(problem)
+        print(f'error: {problem}', file=sys.stderr)
         raise SystemExit(2)
     from .tools.time_plan import TimePlanHook
 

@@ -136,6 +136,9 @@ def test_train_takes_time_plan_out_of_basicsr_arguments(tmp_path, monkeypatch, c
     with pytest.raises(SystemExit) as exit_info:
         train.main()
     assert exit_info.value.code == 2 and capsys.readouterr().err == "error: --time-plan: no file 'missing.json'\n"
+    (tmp_path / 'plan.json').write_text('{}')
+    with pytest.raises(ValueError, match='single process'):
+        train.main(['--time-plan', 'plan.json', '-opt', 'x.yml', '--launcher', 'pytorch'])
 
 
 def test_demo_says_when_even_the_fewest_iterations_exceed_the_budget(tmp_path, capsys):
