@@ -41,10 +41,14 @@ class Replan:
     seconds_per_iter: float
 
     def message(self) -> str:
-        over = (self.new - self.at) * self.seconds_per_iter - self.seconds_left
-        why = f', {over / 60:.1f} min over: no fewer iterations are planned' if over > 1 else ''
-        return (f're-planned: {self.new - self.at} iterations left fit in {self.seconds_left / 60:.1f} min (was '
-                f'{self.old - self.at} left; {self.seconds_per_iter:.2f} s per iteration now{why})')
+        """``re-planned: 130 iterations left fit in 4.2 min (was 250 left; 1.90 s per iteration now)``."""
+        left = self.new - self.at
+        was = f'(was {self.old - self.at} left; {self.seconds_per_iter:.2f} s per iteration now)'
+        needed = left * self.seconds_per_iter
+        if needed > self.seconds_left + 1:  # held at min_iter
+            return (f're-planned: {left} iterations left (no fewer are planned) take {needed / 60:.1f} min, more than '
+                    f'the {self.seconds_left / 60:.1f} min left {was}')
+        return f're-planned: {left} iterations left fit in {self.seconds_left / 60:.1f} min {was}'
 
 
 @dataclass
@@ -57,7 +61,7 @@ class Replanner:
         min_iter: never plan fewer.
         check_every: re-plan at most every this many iterations.
         window: the seconds per iteration are those of the last ``window`` iterations (the load now,
-            not the average since the start).
+            not the average since the start), or of the last ``check_every`` where these were slower.
         end_seconds: what training needs after its last iteration (the final save).
         tolerance: an overrun below this fraction of the time left (and below 5 s) is not re-planned.
     """
@@ -89,7 +93,12 @@ class Replanner:
         if done - self._checked < self.check_every:
             return None
         self._checked = done
-        per_iter = (now - first_time) / (done - first_done)
+        # the slower of the last `window` and the last `check_every` iterations: a slowdown counts at once,
+        # a speed-up only once it lasts (the promise is "at most", so err towards ending early)
+        recent_done, recent_time = next(((d, t) for d, t in self._stamps if d >= done - self.check_every),
+                                         (first_done, first_time))
+        per_iter = max((now - first_time) / (done - first_done),
+                       (now - recent_time) / max(1, done - recent_done))
         left = self.deadline - now - self.end_seconds
         fit = max(0, math.floor(left / per_iter)) if per_iter > 0 else self.total_iter
         overrun = (self.total_iter - done) * per_iter - left

@@ -56,7 +56,8 @@ def test_noise_does_not_re_plan():
 def test_never_fewer_than_min_iter_and_says_it_is_over():
     end, planner = simulate(lambda i: 1.2 if i < 50 else 10.0)
     assert planner.total_iter == 150 and end > BUDGET
-    assert 'over: no fewer iterations are planned' in planner.replans[-1].message()
+    assert re.fullmatch(r're-planned: \d+ iterations left \(no fewer are planned\) take [\d.]+ min, more than the '
+                        r'[\d.]+ min left \(was \d+ left; 10\.00 s per iteration now\)', planner.replans[-1].message())
 
 
 def test_message_names_the_iterations_and_minutes_left():
