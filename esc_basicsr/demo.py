@@ -5,7 +5,10 @@
    benchmark-style test set (``GTmod12``/``LRbicx2``) from the held-out ones;
 3. plans 400 iterations (fewer where one training step is too slow for 11 minutes, see ``--minutes``);
 4. ``python -m esc_basicsr.train`` (BasicSR's ``SRModel``) from the packaged option file
-   ``esc_basicsr/options/demo_ESC_light_x2.yml`` (the real ESC-light preset; a short schedule);
+   ``esc_basicsr/options/demo_ESC_light_x2.yml`` (the real ESC-light preset; a short schedule), with
+   ``--time-plan demo_plan.json``: while it trains, the iterations left are re-planned against the
+   minutes left (:mod:`esc_basicsr.tools.time_plan`), so that a machine that slows down still ends
+   training within the announced minutes (fewer iterations, the schedule compressed), and says so;
 5. ``python -m esc_basicsr.test`` and a comparison with bicubic upscaling on the same images.
 
 Everything is written under ``--workdir``; a re-run reuses what is there (``--retrain`` starts the
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from .tools.demo import (TestSpec, forget_training, install_options, log, prepare_data, seconds_per_iteration_fresh,
-                         test_and_report, train, write_demo_photos)
+                         set_deadline, test_and_report, train, write_demo_photos)
 
 DEFAULT_ITERS = 400  # about 8 min of training on 2 CPU cores
 DEFAULT_MINUTES = 11.0  # a slower machine trains fewer iterations, so that the whole demo stays under 15 min
@@ -67,24 +70,35 @@ def plan_training(workdir: Path, minutes: float | None, iters: int | None,
                   step_seconds: Callable[[Path], float] = measure_step) -> dict:
     """Iterations and schedule (kept in ``demo_plan.json`` so that a resumed run keeps them).
 
-    ``iters`` given: that many. Otherwise ``DEFAULT_ITERS`` (the same schedule on every machine),
-    reduced to what fits in ``DEFAULT_MINUTES`` on a slow machine; ``minutes`` given: as many as fit in
-    that budget. Never fewer than ``MIN_ITERS``.
+    ``iters`` given: that many, whatever the time. Otherwise ``DEFAULT_ITERS`` (the same schedule on every
+    machine), reduced to what fits in ``DEFAULT_MINUTES`` on a slow machine; ``minutes`` given: as many as
+    fit in that budget. Never fewer than ``MIN_ITERS``. With a budget, the plan also holds it
+    (``budget_seconds``, ``planned_seconds``, ``min_iter``): the training re-plans against it
+    (:func:`esc_basicsr.tools.demo.set_deadline`).
     """
     plan_file = workdir / 'demo_plan.json'
     if plan_file.is_file():
         return json.loads(plan_file.read_text())
-    per_iter = None
+    per_iter = budget = None
     if iters is None:
         per_iter = step_seconds(workdir)
         budget = DEFAULT_MINUTES if minutes is None else minutes
         # BasicSR's start-up and, per step, data loading, EMA, logging and checkpoints on top
         fit = int((budget * 60 - STARTUP_SECONDS) / (per_iter * STEP_OVERHEAD))
         iters = min(DEFAULT_ITERS, fit) if minutes is None else fit
-        log(f'one training iteration takes {per_iter:.2f} s here: {fit} fit in {budget:g} min -> {iters}')
     iters = max(MIN_ITERS, min(iters, 3000))
     plan = dict(total_iter=iters, warmup_iter=max(15, iters // 10), checkpoint_freq=max(10, iters // 5),
                 ema_decay=round(min(0.999, max(0.9, 1 - 10 / iters)), 4), seconds_per_iter=per_iter)
+    if budget is not None:
+        planned = STARTUP_SECONDS + iters * per_iter * STEP_OVERHEAD
+        plan.update(budget_seconds=budget * 60, planned_seconds=round(planned, 1), min_iter=MIN_ITERS,
+                    label='demo', check_every=10)
+        if planned > budget * 60:  # even MIN_ITERS do not fit: say so rather than promise
+            log(f'one training iteration takes {per_iter:.2f} s here: {iters} iterations (the fewest that reliably '
+                f'beat bicubic) take about {planned / 60:.1f} min, more than {budget:g} min')
+        else:
+            log(f'one training iteration takes {per_iter:.2f} s here: {iters} iterations, about {planned / 60:.1f} '
+                f'min of training (at most {budget:g} min: re-planned while it trains if the machine slows down)')
     plan_file.write_text(json.dumps(plan, indent=1) + '\n')
     return plan
 
@@ -140,9 +154,12 @@ def main(argv: list[str] | None = None) -> int:
 
     log('[4/5] training (BasicSR SRModel)')
     n = plan['total_iter']
+    time_plan = set_deadline(workdir, NAME) if plan.get('budget_seconds') else None
     train_seconds = train(workdir, NAME, TRAIN_OPT, [
         f'train:total_iter={n}', f'train:warmup_iter={plan["warmup_iter"]}', f'train:scheduler:periods=[{n}]',
-        f'train:ema_decay={plan["ema_decay"]}', f'logger:save_checkpoint_freq={plan["checkpoint_freq"]}'])
+        f'train:ema_decay={plan["ema_decay"]}', f'logger:save_checkpoint_freq={plan["checkpoint_freq"]}'],
+        time_plan=time_plan)
+    plan = json.loads((workdir / 'demo_plan.json').read_text())  # the training's re-plans included
 
     log('[5/5] testing on the held-out photographs')
     return test_and_report(workdir, CLASSIC, plan, train_seconds, started)

@@ -14,6 +14,10 @@ differs alone, and is installed once when esc_basicsr registers into BasicSR. Ru
 * :mod:`.lmdb_values`: missing/corrupt LMDB entries named instead of failing on ``None``.
 * :mod:`.adamw`: ``optim_g: {type: AdamW}`` in BasicSR 1.4.2.
 * :mod:`.distributed`: ``--launcher pytorch`` without CUDA (gloo), ``dist_params.backend`` checked.
+* :mod:`.eta`: the ETA of BasicSR's training log (``estimating`` at first, never negative at the end).
+* :mod:`.validation_message`: ``Validating on <name> (<n> images) ...`` before a validation during training.
+* :mod:`.runpy_warning`: ``python -m basicsr.train`` / ``.test`` without runpy's RuntimeWarning (BasicSR's
+  package imports both modules; why that is harmless here: the module).
 """
 from __future__ import annotations
 
@@ -24,11 +28,11 @@ def install() -> None:
     are imported first, the functions replaced under the registration lock (one thread at a time).
     (The torchvision alias is installed at start-up, by :mod:`esc_basicsr.integration.startup`.)"""
     from ..basicsr_import import REGISTRATION_LOCK
-    from . import (adamw, distributed, experiment_folders, lmdb_values, option_checks, resume, save_network,
-                   save_training_state)
+    from . import (adamw, distributed, eta, experiment_folders, lmdb_values, option_checks, resume, runpy_warning,
+                   save_network, save_training_state, validation_message)
 
     modules = (resume, option_checks, experiment_folders, save_network, save_training_state, lmdb_values, adamw,
-               distributed)
+               distributed, eta, validation_message, runpy_warning)
     with REGISTRATION_LOCK:
         for module in modules:
             try:
