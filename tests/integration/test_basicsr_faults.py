@@ -343,3 +343,16 @@ def test_test_file_without_val_save_img_is_refused_before_any_work(data, tmp_pat
     lines = error_lines(res.stderr)
     assert res.returncode == 2 and len(lines) == 1 and 'missing val.save_img' in lines[0], res.stderr[-3000:]
     assert not (tmp_path / 'results').exists() and not (ROOT / 'results' / opt['name']).exists()
+
+
+@pytest.mark.parametrize('module', ['basicsr.train', 'esc_basicsr.train'])
+def test_bad_environment_override_is_refused_before_training(data, tmp_path, experiment, module):
+    """Issue 27: ESC_BASICSR_ATTN=bogus was an error at the first forward, after the experiment folder was made."""
+    name, exp = experiment
+    opt_file = write_options(tiny_train_options(data, name, total_iter=1, checkpoint_freq=1), tmp_path / 'train.yml')
+    res = subprocess.run([sys.executable, '-m', module, '-opt', str(opt_file)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600, env=dict(os.environ, ESC_BASICSR_ATTN='bogus'))
+    lines = error_lines(res.stderr)
+    assert res.returncode == 2 and lines == [
+        "error: ESC_BASICSR_ATTN='bogus': expected one of auto, naive, sdpa, flex"], res.stderr[-3000:]
+    assert not exp.exists() and not (tmp_path / 'experiments').exists()
