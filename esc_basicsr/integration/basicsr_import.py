@@ -72,7 +72,9 @@ def _hold_package_locks() -> Iterator[None]:
     another thread's import of any of them waits, holding nothing, until this block ends.
 
     A lock that another thread holds is never waited for while one is held here (that thread may wait for
-    one of ours: a cycle): everything is released, that thread's import is waited for, and it starts again.
+    one of ours: a cycle): everything is released, that thread's import is waited for, and it starts again;
+    where that thread in turn waits for a module this thread is importing (Python reports the cycle), the
+    block runs without the locks.
     """
     bootstrap = importlib.import_module('importlib._bootstrap')
     me = threading.get_ident()
@@ -100,12 +102,16 @@ def _hold_package_locks() -> Iterator[None]:
             return
         for lock in reversed(held):
             lock.release()
-        try:  # holding nothing: the other thread never waits for us here
+        try:  # holding none of these locks, wait for the other thread's import
             busy.acquire()
             busy.release()
         except RuntimeError as exc:
             if not _is_deadlock(exc):
                 raise
+            # that thread waits for a module this thread is importing (esc_basicsr's, which called us):
+            # waiting again would spin; go on without the locks, as import_basicsr did before
+            yield
+            return
 
 
 def import_basicsr():
