@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -338,11 +339,14 @@ def test_missing_val_suffix_of_a_test_file_names_images_after_the_experiment(dat
 def test_test_file_without_val_save_img_is_refused_before_any_work(data, tmp_path, tiny_weights, module):
     opt = tiny_test_options(data, f'esc_basicsr_test_faults_{uuid.uuid4().hex[:8]}', tiny_weights)
     del opt['val']['save_img']
-    res = subprocess.run([sys.executable, '-m', module, '-opt', str(write_options(opt, tmp_path / 'test.yml'))],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    lines = error_lines(res.stderr)
-    assert res.returncode == 2 and len(lines) == 1 and 'missing val.save_img' in lines[0], res.stderr[-3000:]
-    assert not (tmp_path / 'results').exists() and not (ROOT / 'results' / opt['name']).exists()
+    try:
+        res = subprocess.run([sys.executable, '-m', module, '-opt', str(write_options(opt, tmp_path / 'test.yml'))],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        lines = error_lines(res.stderr)
+        assert res.returncode == 2 and len(lines) == 1 and 'missing val.save_img' in lines[0], res.stderr[-3000:]
+        assert not (tmp_path / 'results').exists() and not (ROOT / 'results' / opt['name']).exists()
+    finally:  # python -m basicsr.test roots results/ at BasicSR's install folder
+        shutil.rmtree(ROOT / 'results' / opt['name'], ignore_errors=True)
 
 
 @pytest.mark.parametrize('module', ['basicsr.train', 'esc_basicsr.train'])
