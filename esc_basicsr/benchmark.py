@@ -32,6 +32,7 @@ import argparse
 import sys
 from typing import Sequence
 
+from .layers.config import check_environment
 from .tools.benchmark_plan import DEFAULT_MODELS, make_plan, run_plan
 from .tools.benchmark_report import report
 from .tools.benchmark_worker import main as worker_main
@@ -107,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker is not None:  # one row in this process (isolated rows run tools.benchmark_worker)
         return worker_main([args.worker])
     try:
+        check_environment()  # ESC_BASICSR_ATTN=bogus: one refusal, not a failed row per model
         plan = make_plan(args)
     except (ValueError, KeyError, OSError, RecursionError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() quotes it

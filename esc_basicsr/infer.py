@@ -107,12 +107,14 @@ def prepare_run(args: argparse.Namespace) -> Run:
     from .tools.loading import load_network
     from .tools.options_check import check_network_g, check_weights_file
     from .tools.runtime import resolve_device, resolve_dtype
+    from .layers.config import check_environment
     from .tools.speed_settings import SpeedSettings
     from .utils.atomic import check_writable
     from .utils.image_io import DEFAULT_MAX_PIXELS, output_format
     from .utils.options import read_option_file
     from .utils.output_paths import list_inputs, plan_outputs
 
+    check_environment()  # ESC_BASICSR_ATTN=bogus: one refusal here, not a failure per image
     if args.batch_size < 1 or args.tile < 0 or args.tile_pad < 0 or (args.max_pixels is not None
                                                                       and args.max_pixels < 1):
         raise ValueError('--batch-size and --max-pixels must be >= 1, --tile and --tile-pad >= 0')
@@ -144,13 +146,13 @@ def prepare_run(args: argparse.Namespace) -> Run:
     if isinstance(args.scale, float) and not network_arbitrary_scale(network.network_g):
         raise ValueError(f'--scale {args.scale:g} needs an arbitrary-scale network (ESCLTE); '
                          f'{type(network.model).__name__} upscales by x{network.scale}')
-    try:  # last, so that a refused run creates no folder
+    settings.apply_environment()
+    notes = settings.prepare(network.model)  # may refuse (--low-rank-bias 0: no float32 factors that exact)
+    upscaler = Upscaler(network, device, dtype, args.tile, args.tile_pad, settings)
+    try:  # last, so that a refused run creates no folder (check_writable makes it)
         check_writable(args.output)
     except OSError as exc:
         raise ValueError(f'-o {args.output}: cannot write there ({exc.strerror or exc})') from None
-    settings.apply_environment()
-    notes = settings.prepare(network.model)
-    upscaler = Upscaler(network, device, dtype, args.tile, args.tile_pad, settings)
     return Run(plan, upscaler, network, args.max_pixels or DEFAULT_MAX_PIXELS, skipped, notes)
 
 

@@ -23,7 +23,7 @@ from ..utils.matlab_resize import bicubic_resize, bicubic_resize_to
 from .crop import mod_crop
 from .div2k import assign_stems, check_not_inputs, same_source, source_record
 from .report import ImageJob, Outcome, Report, run_parallel
-from .sources import ImageError, check_writable, list_images, read_bgr, source_digest
+from .sources import ImageError, check_kinds, check_writable, list_images, read_bgr, source_digest
 
 
 def lr_size(h: int, w: int, scale: float) -> tuple[int, int]:
@@ -102,6 +102,7 @@ def prepare_benchmark(hr_dirs: list[str | Path], out: str | Path, scales: list[f
     lq_dirs = tuple((s, out / f'LRbicx{scale_name(s)}') for s in scales)
     record_dir = out / '.sources'
     check_not_inputs([gt_dir] + [d for _, d in lq_dirs], hr_dirs)
+    check_kinds([gt_dir, record_dir] + [d for _, d in lq_dirs])  # a file of that name: refused, not a traceback
     check_not_foreign([gt_dir] + [d for _, d in lq_dirs], record_dir)
     check_writable(out)
     for d in [gt_dir, record_dir] + [d for _, d in lq_dirs]:

@@ -36,9 +36,9 @@ from ..utils.image_markers import png_complete
 from ..utils.matlab_resize import bicubic_resize
 from ..utils.output_paths import same_file
 from .crop import fitting_crop, mod_crop, subimage_boxes
-from .lmdb_tools import build_lmdb, remove_stale_lmdbs
+from .lmdb_tools import build_lmdb, check_lmdb_targets, remove_stale_lmdbs
 from .report import ImageJob, Outcome, Report, run_parallel
-from .sources import ImageError, check_writable, list_images, read_bgr, safe_stem, source_digest
+from .sources import ImageError, check_kinds, check_writable, list_images, read_bgr, safe_stem, source_digest
 
 
 def gt_folder(out: Path, name: str) -> Path:
@@ -206,10 +206,12 @@ def prepare_paired_lmdb(hr_dirs: list[str | Path], out: str | Path, name: str, s
     files = assign_stems(list_images(hr_dirs), report)  # a mistyped --hr fails here, before anything is written
     dirs = [gt_folder(out, name)] + [lq_folder(out, name, s) for s in scales]
     check_not_inputs(dirs, hr_dirs)
-    check_writable(out)
-    _check_params_file(out / f'{name}_prepare.json', params,
-                       dirs + [d.with_name(d.name + '.lmdb') for d in dirs])
     record_dir = out / f'.{name}_sources'
+    lmdbs = [d.with_name(d.name + '.lmdb') for d in dirs]
+    check_kinds(dirs + [record_dir], [out / f'{name}_prepare.json'])  # before anything is made
+    check_lmdb_targets(lmdbs)  # a name taken by the user's own file or LMDB is refused, never replaced
+    check_writable(out)
+    _check_params_file(out / f'{name}_prepare.json', params, dirs + lmdbs)
     for d in dirs + [record_dir]:
         d.mkdir(exist_ok=True)
         remove_stale_temporaries(d)

@@ -46,6 +46,23 @@ def lmdb_complete(lmdb_path: Path, keys: list[str], fingerprint: str | None = No
         env.close()
 
 
+def lmdb_is_ours(lmdb_path: Path) -> bool:
+    """Whether ``lmdb_path`` is an LMDB folder that ``prepare`` made: it marks each one with
+    :data:`FINGERPRINT_FILE` (a symbolic link is never ours: it is the user's, whatever it points to)."""
+    return not lmdb_path.is_symlink() and lmdb_path.is_dir() and (lmdb_path / FINGERPRINT_FILE).is_file()
+
+
+def check_lmdb_targets(lmdb_paths: list[Path]) -> None:
+    """Refuse (``ValueError``, one line) an LMDB name that is taken by anything ``prepare`` did not make (a
+    file, a link, a folder without :data:`FINGERPRINT_FILE`): :func:`build_lmdb` would replace it."""
+    for path in lmdb_paths:
+        if (path.exists() or path.is_symlink()) and not lmdb_is_ours(path):
+            what = ('a file' if path.is_file() and not path.is_symlink() else 'a symbolic link' if path.is_symlink()
+                    else f'a folder without {FINGERPRINT_FILE}')
+            raise ValueError(f'{path} exists and was not made by esc_basicsr prepare ({what}): it would be replaced; '
+                             'choose another --out or --name, or move it away')
+
+
 def remove_stale_lmdbs(folder: Path) -> None:
     """Delete temporary LMDB folders left by an interrupted run."""
     if folder.is_dir():
@@ -60,11 +77,13 @@ def build_lmdb(src_dir: Path, lmdb_path: Path, keys: list[str], compress_level: 
     (which also writes ``meta_info.txt``). Returns ``'kept'`` if it was already complete, else
     ``'built'``. The LMDB is written to a temporary folder and swapped in, so an interrupted run
     never leaves a half-written LMDB under the final name. ``fingerprint`` (of the sources) is stored
-    in it, and an LMDB with another one is rebuilt."""
+    in it, and an LMDB with another one is rebuilt; only an LMDB of ours is ever replaced
+    (:func:`check_lmdb_targets`, ``ValueError`` otherwise)."""
     from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 
     if not keys:
         raise ValueError(f'no images for {lmdb_path}')
+    check_lmdb_targets([lmdb_path])
     if lmdb_complete(lmdb_path, keys, fingerprint):
         return 'kept'
     pid = os.getpid()

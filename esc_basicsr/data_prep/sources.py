@@ -64,6 +64,18 @@ def source_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_kinds(folders: list[Path], files: list[Path] = ()) -> None:
+    """Refuse (``ValueError``, one line) an output name taken by something of another kind: a file where
+    ``prepare`` makes a folder, a folder where it writes a file, a link to nothing (links are followed: a
+    sub-image folder may be a link to another disk)."""
+    for path, folder in [(p, True) for p in folders] + [(p, False) for p in files]:
+        if path.is_symlink() and not path.exists():
+            raise ValueError(f'{path} is a symbolic link to nothing: choose another --out or --name, or move it away')
+        if path.exists() and path.is_dir() != folder:
+            raise ValueError(f'{path} exists and is {"a folder" if path.is_dir() else "a file"}, where prepare makes '
+                             f'a {"folder" if folder else "file"}: choose another --out or --name, or move it away')
+
+
 def check_writable(folder: Path) -> None:
     """Create ``folder`` and check that files can be created in it; raise ``ValueError`` naming it."""
     try:

@@ -43,10 +43,9 @@ import torch
 import torch.nn.functional as F
 
 from . import cpu_bias_attention
-from .config import ATTN_ENV, attn_override, flex_kernel_options
+from .config import ATTN_ENV, ATTN_TYPES, attn_override, flex_kernel_options
 from .export_state import is_exporting
 
-ATTN_TYPES = ('auto', 'naive', 'sdpa', 'flex')
 # devices whose FlexAttention has a forward but no backward (torch raises NotImplementedError)
 FLEX_NO_BACKWARD_DEVICES = frozenset({'cpu', 'mps'})
 # what stands in for flex there while training: the same attention, fused kernels with autograd

@@ -8,7 +8,9 @@
   (CPU) computes the same values whatever they say. Not measured on a GPU yet (benchmarks/README.md).
 
 The values are read at first use and cached (``attn_override.cache_clear()`` etc. re-read one after
-changing ``os.environ`` in a running program).
+changing ``os.environ`` in a running program). A value that is not one of the accepted ones is refused
+with a ``ValueError`` naming the variable; the commands (``infer``, ``train``/``test``, ...) call
+:func:`check_environment` before any work, so that a typo is one refusal rather than a failure per image.
 """
 from __future__ import annotations
 
@@ -20,21 +22,54 @@ from typing import Any
 ATTN_ENV = 'ESC_BASICSR_ATTN'
 CHANNELS_LAST_ENV = 'ESC_BASICSR_CHANNELS_LAST'
 FLEX_KERNEL_OPTIONS_ENV = 'ESC_BASICSR_FLEX_KERNEL_OPTIONS'
+ATTN_TYPES = ('auto', 'naive', 'sdpa', 'flex')  # the attention backends' names (layers.attention_backends)
+_OFF = ('0', 'false', 'no', 'off')
+_ON = ('1', 'true', 'yes', 'on')
 
 
 @functools.lru_cache(maxsize=None)
 def attn_override() -> str:
-    """Lower-cased ``ESC_BASICSR_ATTN`` ('' when unset); validated where it is used."""
-    return os.environ.get(ATTN_ENV, '').strip().lower()
+    """Lower-cased ``ESC_BASICSR_ATTN`` ('' when unset).
+
+    Raises:
+        ValueError: not one of :data:`ATTN_TYPES` (case-insensitive); the message names the variable.
+    """
+    value = os.environ.get(ATTN_ENV, '').strip()
+    if value and value.lower() not in ATTN_TYPES:
+        raise ValueError(f'{ATTN_ENV}={value!r}: expected one of {", ".join(ATTN_TYPES)}')
+    return value.lower()
 
 
 @functools.lru_cache(maxsize=None)
 def channels_last_override() -> bool | None:
-    """``ESC_BASICSR_CHANNELS_LAST`` as a bool, ``None`` when unset."""
+    """``ESC_BASICSR_CHANNELS_LAST`` as a bool, ``None`` when unset (any value but 0/false/no/off is on;
+    :func:`check_environment` refuses one that is neither)."""
     forced = os.environ.get(CHANNELS_LAST_ENV, '').strip().lower()
     if not forced:
         return None
-    return forced not in ('0', 'false', 'no', 'off')
+    return forced not in _OFF
+
+
+def check_environment() -> None:
+    """Validate every ``ESC_BASICSR_*`` override of this module (read afresh from ``os.environ``), before a
+    command does any work.
+
+    Raises:
+        ValueError: one line naming each variable whose value is not accepted, e.g.
+            ``ESC_BASICSR_ATTN='bogus': expected one of auto, naive, sdpa, flex``.
+    """
+    problems = []
+    for read in (attn_override, flex_kernel_options):
+        read.cache_clear()
+        try:
+            read()
+        except ValueError as exc:
+            problems.append(str(exc))
+    forced = os.environ.get(CHANNELS_LAST_ENV, '').strip()
+    if forced and forced.lower() not in _OFF + _ON:
+        problems.append(f'{CHANNELS_LAST_ENV}={forced!r}: expected 1 or 0 (or true/false, yes/no, on/off)')
+    if problems:
+        raise ValueError('; '.join(problems))
 
 
 @functools.lru_cache(maxsize=None)

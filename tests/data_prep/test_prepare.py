@@ -137,3 +137,40 @@ def test_benchmark(hr_dir, tmp_path):
     before = _snapshot(out)
     assert prepare.main(['benchmark', '--hr', str(hr_dir), '--out', str(out), '--scales', '2', '3', '4']) == 1
     assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize('taken, kind', [
+    ('T_HR_sub.lmdb', 'file'),  # was renamed to a hidden .T_HR_sub.tmp-PID-old.lmdb, the LMDB in its place
+    ('T_LR_bicubic_X2_sub.lmdb', 'folder'),  # the user's own LMDB (no esc_basicsr_sources.sha256)
+    ('T_HR_sub', 'file'),  # was a FileExistsError traceback
+    ('T_prepare.json', 'folder'),
+    ('.T_sources', 'file'),
+])
+def test_div2k_never_touches_an_output_name_taken_by_the_user(hr_dir, tmp_path, capsys, taken, kind):
+    """Issue 27: a taken output name is refused in one line (exit 2) before anything is made; the user's
+    file or folder is left as it was."""
+    out = tmp_path / 'out'
+    out.mkdir()
+    path = out / taken
+    if kind == 'file':
+        path.write_bytes(b'my own data')
+    else:
+        path.mkdir()
+        (path / 'data.mdb').write_bytes(b'my own lmdb')
+    before = sorted(p.name for p in out.iterdir())
+    assert prepare.main(_div2k_args(hr_dir, out, '--workers', '1')) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f'error: {path} ') and 'move it away' in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing made, nothing renamed
+    assert (path.read_bytes() if kind == 'file' else (path / 'data.mdb').read_bytes()) in (b'my own data',
+                                                                                          b'my own lmdb')
+
+
+def test_benchmark_output_name_taken_by_a_file_is_refused(hr_dir, tmp_path, capsys):
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'LRbicx2').write_bytes(b'my own data')
+    assert prepare.main(['benchmark', '--hr', str(hr_dir), '--out', str(out), '--scales', '2', '--workers', '1']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'LRbicx2 exists and is a file' in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == ['LRbicx2']

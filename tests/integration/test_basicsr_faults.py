@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -217,6 +218,12 @@ def malformed(data, name: str) -> dict[str, tuple[str, str]]:
         'total_iter a string': (with_('many', 'train', 'total_iter'), 'total_iter'),
         'missing logger': (without('logger'), "'logger'"),
         'unknown loss type': (with_('L1Los', 'train', 'pixel_opt', 'type'), "'L1Los'"),
+        'missing network_g': (without('network_g'), "'network_g'"),  # issue 27: were tracebacks
+        'lr a string': (with_('fast', 'train', 'optim_g', 'lr'), 'train.optim_g.lr'),
+        'betas not a pair': (with_(0.9, 'train', 'optim_g', 'betas'), 'train.optim_g'),
+        'unknown optimizer argument': (with_(0.1, 'train', 'optim_g', 'momentun'), "'momentun'"),
+        'unknown optimizer type': (with_('Adamm', 'train', 'optim_g', 'type'), "'Adamm'"),
+        'unknown scheduler type': (with_('StepLR', 'train', 'scheduler', 'type'), "'StepLR'"),
     }
 
 
@@ -285,3 +292,71 @@ def test_corrupt_resume_state_is_one_line_and_exit_2(data, tmp_path, experiment)
     lines = error_lines(res.stderr)
     assert res.returncode == 2 and len(lines) == 1 and '7.state' in lines[0], res.stderr[-3000:]
     assert not exp.exists()
+
+
+# ---- test option files: the val section BasicSR reads (issue 27) -----------------------------------------------
+
+def tiny_test_options(data, name: str, weights: Path) -> dict:
+    """options/test_ESC_x2.yml made CPU-sized: the tiny ESC, only the small Set5 of ``data``."""
+    from tests.integration.helpers import TINY_ESC, load_options
+
+    opt = load_options('test_ESC_x2.yml')
+    opt.update(name=name, num_gpu=0)
+    set5 = dict(opt['datasets']['test_1'], dataroot_gt=str(data['set5'] / 'GTmod12'),
+                dataroot_lq=str(data['set5'] / 'LRbicx2'))
+    opt['datasets'] = {'test_1': set5}
+    opt['network_g'].update(TINY_ESC)
+    opt['path']['pretrain_network_g'] = str(weights)
+    return opt
+
+
+@pytest.fixture()
+def tiny_weights(tmp_path) -> Path:
+    """Weights of the tiny network_g of :func:`tiny_test_options`."""
+    from esc_basicsr.archs import ESC
+
+    net = tiny_test_options({'set5': tmp_path}, 'x', tmp_path)['network_g']
+    path = tmp_path / 'w.pth'
+    torch.save({'params_ema': ESC(**{k: v for k, v in net.items() if k != 'type'}).state_dict()}, path)
+    return path
+
+
+def test_missing_val_suffix_of_a_test_file_names_images_after_the_experiment(data, tmp_path, tiny_weights):
+    """BasicSR 1.4.2 reads val.suffix only after a whole test set ran (KeyError: 'suffix'); a missing
+    suffix now means what suffix: ~ means in BasicSR: <image>_<name>.png."""
+    opt = tiny_test_options(data, 'tiny_test', tiny_weights)
+    del opt['val']['suffix']
+    assert opt['val']['save_img'] is True
+    res = subprocess.run([sys.executable, '-m', 'esc_basicsr.test', '-opt',
+                          str(write_options(opt, tmp_path / 'test.yml'))],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / 'results' / 'tiny_test' / 'visualization' / 'Set5').iterdir()) == [
+        'c_tiny_test.png', 'd_tiny_test.png']
+
+
+@pytest.mark.parametrize('module', ['basicsr.test', 'esc_basicsr.test'])
+def test_test_file_without_val_save_img_is_refused_before_any_work(data, tmp_path, tiny_weights, module):
+    opt = tiny_test_options(data, f'esc_basicsr_test_faults_{uuid.uuid4().hex[:8]}', tiny_weights)
+    del opt['val']['save_img']
+    try:
+        res = subprocess.run([sys.executable, '-m', module, '-opt', str(write_options(opt, tmp_path / 'test.yml'))],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        lines = error_lines(res.stderr)
+        assert res.returncode == 2 and len(lines) == 1 and 'missing val.save_img' in lines[0], res.stderr[-3000:]
+        assert not (tmp_path / 'results').exists() and not (ROOT / 'results' / opt['name']).exists()
+    finally:  # python -m basicsr.test roots results/ at BasicSR's install folder
+        shutil.rmtree(ROOT / 'results' / opt['name'], ignore_errors=True)
+
+
+@pytest.mark.parametrize('module', ['basicsr.train', 'esc_basicsr.train'])
+def test_bad_environment_override_is_refused_before_training(data, tmp_path, experiment, module):
+    """Issue 27: ESC_BASICSR_ATTN=bogus was an error at the first forward, after the experiment folder was made."""
+    name, exp = experiment
+    opt_file = write_options(tiny_train_options(data, name, total_iter=1, checkpoint_freq=1), tmp_path / 'train.yml')
+    res = subprocess.run([sys.executable, '-m', module, '-opt', str(opt_file)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600, env=dict(os.environ, ESC_BASICSR_ATTN='bogus'))
+    lines = error_lines(res.stderr)
+    assert res.returncode == 2 and lines == [
+        "error: ESC_BASICSR_ATTN='bogus': expected one of auto, naive, sdpa, flex"], res.stderr[-3000:]
+    assert not exp.exists() and not (tmp_path / 'experiments').exists()

@@ -65,3 +65,51 @@ def test_registration_races_an_import_of_basicsr_in_another_thread(what, autoloa
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.strip().splitlines()[-1] == 'True True True True []', (res.stdout[-2000:], res.stderr[-2000:])
     assert 'registration into BasicSR failed' not in res.stderr
+
+
+SUBMODULE_RACE = """
+    import sys, threading, time
+    errors = []
+
+    def import_submodule(name):
+        # start when the main thread is executing basicsr/__init__ (register() imports BasicSR)
+        deadline = time.time() + 120
+        while time.time() < deadline and not getattr(getattr(sys.modules.get('basicsr'), '__spec__', None),
+                                                        '_initializing', False):
+            time.sleep(0.001)
+        try:
+            __import__(name)
+        except BaseException as exc:
+            errors.append(f'thread: {type(exc).__name__}: {exc}')
+
+    thread = threading.Thread(target=import_submodule, args=(sys.argv[1],))
+    thread.start()
+    try:
+        from esc_basicsr.integration import register
+        register()
+    except BaseException as exc:
+        errors.append(f'register: {type(exc).__name__}: {exc}')
+    thread.join(timeout=240)
+    if thread.is_alive():
+        print('DEADLOCK', flush=True)
+        import os
+        os._exit(3)
+    from basicsr.models import build_model  # noqa: F401 - complete, not partially initialised
+    from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
+    print('ESC' in ARCH_REGISTRY, 'ESRModel' in MODEL_REGISTRY, errors)
+"""
+
+
+@pytest.mark.parametrize('autoload', ['1', '0'])
+@pytest.mark.parametrize('submodule', ['basicsr.models', 'basicsr.data'])
+def test_register_races_an_import_of_a_basicsr_submodule(submodule, autoload, tmp_path):
+    """Issue 27: another thread imports ``basicsr.models`` while register() executes ``basicsr/__init__``
+    (was ``partially initialized module 'basicsr.models'`` and ``KeyError: 'basicsr'``, 3 runs of 3)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith('ESC_BASICSR')}
+    env['ESC_BASICSR_AUTOLOAD'] = autoload
+    for _ in range(2):
+        res = subprocess.run([sys.executable, '-c', textwrap.dedent(SUBMODULE_RACE), submodule], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=300)
+        assert 'DEADLOCK' not in res.stdout, res.stderr[-3000:]
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert res.stdout.strip().splitlines()[-1] == 'True True []', (res.stdout[-2000:], res.stderr[-2000:])

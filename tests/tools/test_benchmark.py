@@ -97,6 +97,21 @@ def test_bad_requests_are_refused(capsys):
     assert main(['--device', 'cpu', '--fp16', '--no-timing']) == 2
 
 
+def test_bad_environment_override_is_one_refusal(capsys, monkeypatch, tmp_path):
+    """Issue 27: ESC_BASICSR_ATTN=bogus was a failed row per model (exit 1) that never named the variable."""
+    from esc_basicsr.layers import config
+
+    monkeypatch.setenv(config.ATTN_ENV, 'bogus')
+    try:
+        assert main(['--device', 'cpu', '--models', 'esc', '--no-timing', '--json', str(tmp_path / 'r.json')]) == 2
+    finally:
+        monkeypatch.delenv(config.ATTN_ENV)
+        config.attn_override.cache_clear()
+    assert capsys.readouterr().err.strip() == ("error: ESC_BASICSR_ATTN='bogus': expected one of auto, naive, sdpa, "
+                                               "flex")
+    assert not (tmp_path / 'r.json').exists()
+
+
 def test_rounds_interleave_isolated_runs(tmp_path, capsys):
     """--rounds repeats every model's isolated run round-robin and reports the median per model."""
     rc = main(['--device', 'cpu', '--threads', '1', '--lr-size', '8x8', '--scale', '2', '--models',

@@ -192,3 +192,36 @@ def test_speed_settings(setup, tmp_path, capsys, monkeypatch):
     assert run(setup, tmp_path / 'o', '--cuda-graphs') == 2
     assert '--cuda-graphs needs a CUDA device' in capsys.readouterr().err
     assert not (tmp_path / 'o').exists()
+
+
+@pytest.mark.parametrize('variable, value, extra, message', [
+    ('ESC_BASICSR_ATTN', 'bogus', (), "error: ESC_BASICSR_ATTN='bogus': expected one of auto, naive, sdpa, flex"),
+    ('ESC_BASICSR_FLEX_KERNEL_OPTIONS', '{"BLOCK_M": [64', ('--attn', 'flex'),
+     "error: ESC_BASICSR_FLEX_KERNEL_OPTIONS='{\"BLOCK_M\": [64' is not JSON"),
+    ('ESC_BASICSR_CHANNELS_LAST', 'maybe', (), "error: ESC_BASICSR_CHANNELS_LAST='maybe': expected 1 or 0"),
+])
+def test_bad_environment_override_is_one_refusal_before_any_work(setup, tmp_path, capsys, monkeypatch, variable,
+                                                                 value, extra, message):
+    """Issue 27: was a failure per image (exit 1) whose message never named the variable."""
+    from esc_basicsr.layers import config
+
+    monkeypatch.setenv(variable, value)
+    try:
+        assert run(setup, tmp_path / 'out', *extra) == 2
+    finally:
+        monkeypatch.delenv(variable)
+        for read in (config.attn_override, config.channels_last_override, config.flex_kernel_options):
+            read.cache_clear()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message), err
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('tolerance', ['0', '1e-300'])
+def test_refused_low_rank_bias_leaves_no_output_folder(setup, tmp_path, capsys, tolerance):
+    """Issue 27: a tolerance float32 factors cannot meet is refused (exit 2) with nothing written, not even
+    an empty output folder."""
+    assert run(setup, tmp_path / 'out', '--low-rank-bias', tolerance) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: ') and 'tolerance' in err[0], err
+    assert not (tmp_path / 'out').exists()

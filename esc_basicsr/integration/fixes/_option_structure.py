@@ -94,6 +94,9 @@ def check_structure(opt: Mapping, source: str, is_train: bool = True) -> None:
     if 'model_type' not in opt:
         raise OptionFileError(f'{source}: missing \'model_type\' (e.g. SRModel)')
     _registered(MODEL_REGISTRY, opt['model_type'], 'model_type', source)
+    if 'network_g' not in opt:  # every BasicSR model builds network_g first (a KeyError there)
+        raise OptionFileError(f'{source}: missing \'network_g\' (the network: its type and arguments, '
+                              'e.g. network_g: {type: ESC, ...})')
     for key in [k for k in opt if str(k).startswith('network_')]:
         try:
             check_network_g(opt[key], ARCH_REGISTRY._obj_map, f'{source}: {key}')
@@ -115,6 +118,7 @@ def check_structure(opt: Mapping, source: str, is_train: bool = True) -> None:
                     raise OptionFileError(f'{source}: {where}.{key} must be an integer >= {minimum}, '
                                           f'got {dataset.get(key)!r}')
     if not is_train:
+        _check_val(opt, source)  # basicsr/test.py reads val.save_img of every test file
         return
     train = _mapping(opt, 'train', '', source)
     if not _is_number(train.get('total_iter'), 1):
@@ -124,11 +128,77 @@ def check_structure(opt: Mapping, source: str, is_train: bool = True) -> None:
             raise OptionFileError(f'{source}: train.{key} must be a mapping with a type, got {value!r}')
         if str(key).endswith('_opt') and isinstance(value, Mapping) and 'type' in value:
             _registered(LOSS_REGISTRY, value['type'], f'train.{key}.type', source)
+    _check_optimizers(opt, train, source)
     logger = _mapping(opt, 'logger', '', source)
     for key in ('print_freq', 'save_checkpoint_freq'):
         if not _is_number(logger.get(key), 1):
             raise OptionFileError(f'{source}: logger.{key} must be a number >= 1, got {logger.get(key)!r}')
     if opt.get('val') is not None:
-        val = _mapping(opt, 'val', '', source)
+        val = _check_val(opt, source)
         if not _is_number(val.get('val_freq'), 1):
             raise OptionFileError(f'{source}: val.val_freq must be a number >= 1, got {val.get("val_freq")!r}')
+
+
+def _check_val(opt: Mapping, source: str) -> Mapping:
+    """The ``val`` section BasicSR's pipelines and ``SRModel.nondist_validation`` read: ``save_img`` (true or
+    false) always, ``suffix`` when testing with ``save_img: true``.
+
+    BasicSR 1.4.2 names a test image ``<image>_<suffix>.png``, or ``<image>_<name>.png`` when ``suffix`` is
+    empty (``~``, as its own test files say: "if None, use exp name"), but a *missing* ``suffix`` is a
+    ``KeyError: 'suffix'`` after the whole set has run. A missing ``suffix`` is given that documented
+    meaning here (``suffix: ~``, set in ``opt``) instead. Returns the ``val`` mapping.
+
+    Raises:
+        OptionFileError: naming ``source`` and the key.
+    """
+    val = _mapping(opt, 'val', ' (the validation/test settings: save_img, metrics, ...)', source)
+    if not isinstance(val.get('save_img'), bool):
+        raise OptionFileError(f'{source}: val.save_img must be true or false (write the output images or not), '
+                              f'got {val.get("save_img")!r}' if 'save_img' in val else
+                              f'{source}: missing val.save_img (true to write the output images, false for '
+                              'metrics only)')
+    if not opt.get('is_train', True) and 'suffix' not in val:
+        val['suffix'] = None  # BasicSR's own default spelled out: images named <image>_<name>.png
+    return val
+
+
+def _check_optimizers(opt: Mapping, train: Mapping, source: str) -> None:
+    """Build every ``train.optim_*`` (on one dummy parameter) and the ``train.scheduler`` as the model class
+    of ``model_type`` will, so that a wrong type, a string ``lr`` or an unknown argument is refused before
+    any work, not as a ``TypeError`` traceback from ``torch.optim`` once the network is built.
+
+    Raises:
+        OptionFileError: naming ``source``, the key and the reason.
+    """
+    import copy
+    import types
+
+    import torch
+    from basicsr.utils.registry import MODEL_REGISTRY
+
+    model_cls = MODEL_REGISTRY.get(opt['model_type'])
+    optimizers = []
+    for key, value in train.items():
+        if not str(key).startswith('optim_'):
+            continue
+        args = dict(value)
+        optim_type = args.pop('type')
+        if not _is_number(args.get('lr'), 0) or not args['lr'] > 0:
+            raise OptionFileError(f'{source}: train.{key}.lr must be a number > 0, got {args.get("lr")!r}'
+                                  if 'lr' in args else f'{source}: missing train.{key}.lr (the learning rate)')
+        try:  # get_optimizer uses no state of the model (BasicSR's, its AdamW fix's and ESRModel's)
+            optimizers.append(model_cls.get_optimizer(None, optim_type, [torch.zeros(1, requires_grad=True)],
+                                                      **args))
+        except Exception as exc:  # noqa: BLE001 - any refusal of torch.optim or of the model is the file's fault
+            raise OptionFileError(f'{source}: train.{key} cannot build optimizer {optim_type!r} '
+                                  f'({type(exc).__name__}: {exc})') from None
+    scheduler = train.get('scheduler')
+    if optimizers and isinstance(scheduler, Mapping):
+        # setup_schedulers reads only opt['train']['scheduler'] and the optimizers (it pops 'type': a copy)
+        model = types.SimpleNamespace(opt={'train': {'scheduler': copy.deepcopy(dict(scheduler))}},
+                                      optimizers=optimizers, schedulers=[])
+        try:
+            model_cls.setup_schedulers(model)
+        except Exception as exc:  # noqa: BLE001
+            raise OptionFileError(f'{source}: train.scheduler cannot build scheduler {scheduler.get("type")!r} '
+                                  f'({type(exc).__name__}: {exc})') from None

@@ -16,6 +16,8 @@ needs (:func:`check_parsable`), and right after parsing (``--force_yml`` applied
   ``filename_tmpl`` says) and reports every problem at once, naming the option file, the dataset
   and the path (:func:`check_dataset_paths`); ``ESC_BASICSR_SKIP_MISSING_SETS=1`` runs the
   validation/test sets that are present instead;
+* refuses an ``ESC_BASICSR_*`` environment override that is not accepted (:func:`~esc_basicsr.layers.config.
+  check_environment`), before the option file is read;
 * checks every ``pretrain_network_*`` (unless training resumes), the scale agreement of ``network_g``,
   options of the authors' ``ESRModel`` set for another model, and the types and registered names the
   pipelines will use (:func:`check_structure`).
@@ -32,6 +34,7 @@ import sys
 from os import path as osp
 from typing import Callable
 
+from ...layers.config import check_environment
 from ...utils.options import OptionFileError, check_scale_agreement
 from ._command import report
 from ._cpu_options import CUDA_ONLY_MODELS, adapt_to_cpu, check_prefetch_mode
@@ -115,11 +118,12 @@ def _wrap_parse_options(original: Callable) -> Callable:
     @functools.wraps(original)
     def parse_options(root_path: str, is_train: bool = True):
         opt_file = option_file_argument()
-        if opt_file is not None:
-            try:
+        try:
+            check_environment()  # ESC_BASICSR_ATTN=bogus: refused here, not at the first forward
+            if opt_file is not None:
                 check_parsable(read_option_file(opt_file), opt_file, is_train)
-            except OptionFileError as exc:
-                report(exc)
+        except (OptionFileError, ValueError) as exc:
+            report(exc)
         opt, args = original(root_path, is_train=is_train)
         source = getattr(args, 'opt', '?')
         try:
