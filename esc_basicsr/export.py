@@ -92,11 +92,16 @@ def load_for_export(args: argparse.Namespace) -> Any:
         UsageError: with the message to print.
     """
     from .archs.table import network_arbitrary_scale
+    from .layers.config import check_environment
     from .tools.loading import load_network
     from .tools.options_check import check_network_g, check_weights_file, load_error_message
     from .utils.options import read_option_file
     from .utils.output_paths import check_distinct_files
 
+    try:
+        check_environment()  # ESC_BASICSR_ATTN=bogus: refused before anything is read or written
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if not args.output and not args.onnx:
         raise UsageError('nothing to write: give -o/--output (deployed checkpoint) and/or --onnx')
     try:

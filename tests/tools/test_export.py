@@ -144,3 +144,22 @@ def test_dynamo_exporter(tmp_path):
     export_onnx(model, path, (2, 3, 21, 19), exporter='dynamo')
     results = verify_onnx(model, path, [(1, 3, 30, 17), (3, 3, 9, 40)])
     assert max(r['max_abs_diff'] for r in results) < 1e-4
+
+
+def test_bad_environment_override_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """Issue 27: every command checks the ESC_BASICSR_* overrides first; export did not (it failed mid-export)."""
+    from esc_basicsr.layers import config
+
+    torch.save({'params': randomized(TINY_ESC).state_dict()}, tmp_path / 'net.pth')
+    (tmp_path / 'opt.yml').write_text(yaml.safe_dump({'network_g': TINY_ESC}))
+    monkeypatch.setenv(config.ATTN_ENV, 'bogus')
+    try:
+        rc = main(['--opt', str(tmp_path / 'opt.yml'), '--weights', str(tmp_path / 'net.pth'),
+                   '-o', str(tmp_path / 'deployed.pth')])
+    finally:
+        monkeypatch.delenv(config.ATTN_ENV)
+        config.attn_override.cache_clear()
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == ("error: ESC_BASICSR_ATTN='bogus': expected one of auto, naive, sdpa, "
+                                               "flex")
+    assert not (tmp_path / 'deployed.pth').exists()
