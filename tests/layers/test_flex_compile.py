@@ -18,6 +18,8 @@ from esc_basicsr.archs import ESC
 from esc_basicsr.layers import WindowAttention, attention_backends
 
 from tests.conftest import requires_cuda
+from tests.helpers.compile_checks import (assert_compiled_flex_ran, assert_gradients_close, assert_graphs,
+                                          assert_one_graph_each, flex_counts, frame_counts)
 from tests.helpers.cuda import tf32
 
 TINY = dict(dim=16, pdim=4, kernel_size=5, n_blocks=2, conv_blocks=1, window_size=8, num_heads=2,
@@ -57,6 +59,39 @@ def test_flex_compiles_once_for_every_size_without_graph_breaks(monkeypatch):
     model_sdpa.load_state_dict(model.state_dict())
     for out, ref in zip(outs, _run_sizes(model_sdpa, 'cpu')):
         torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    torch._dynamo.reset()
+
+
+# window counts (dim 0 of q, k, v) that duck sizing tied to another size of the first call: one window (a
+# size of 1), the heads (4), the head dim (16), the tokens per window (64); each tie made the next count
+# compile again ("tensor 'k' size mismatch at index 0. expected 4, actual 1")
+FIRST_WINDOW_COUNTS = [1, 2, 3, 4, 16, 64]
+
+
+@pytest.mark.parametrize('first', FIRST_WINDOW_COUNTS)
+def test_per_variant_entry_compiles_once_whatever_the_first_window_count(first):
+    heads, head_dim, w = 4, 16, 8
+    gen = torch.Generator().manual_seed(first)
+    table = torch.randn(heads, (2 * w - 1) ** 2, generator=gen)
+    variant = attention_backends.FlexVariant(device='cpu', dtype=torch.float32, grad_mode=False,
+                                             requires_grad=False, autocast=None, heads=heads, head_dim=head_dim,
+                                             window=w)
+
+    def score_mod(score, b, h, q_idx, kv_idx):
+        return score + table[h, (kv_idx // w - q_idx // w + w - 1) * (2 * w - 1) + kv_idx % w - q_idx % w + w - 1]
+
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = attention_backends.compile_flex(backend='aot_eager')
+    before = frame_counts()
+    with torch.no_grad():
+        for n in [first] + [n for n in (1, 4, 16, 7, 64, 2) if n != first]:
+            q, k, v = (torch.randn(n, heads, w * w, head_dim, generator=gen) for _ in range(3))
+            out = compiled(q, k, v, score_mod, variant)
+            ref = attention_backends._sdpa(q, k, v, attention_backends.relative_position_bias(table, w))
+            torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    assert_one_graph_each(compiled.codes(), before)
+    assert_graphs(1)
     torch._dynamo.reset()
 
 
