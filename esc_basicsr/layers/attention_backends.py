@@ -450,8 +450,8 @@ def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor
     if compiled is None and torch.compiler.is_compiling():
         # a network compiled as a whole on a device without compiled flex (the CPU) runs sdpa, the same
         # attention: PyTorch's CPU inductor fails to lower flex_attention there (LoweringException in its
-        # CPU flex template, PyTorch 2.14). Not logged here (a logging call would break the graph): the
-        # tools' --compile says so before starting.
+        # CPU flex template, PyTorch 2.14). Not logged here (a logging call would break the graph). The tools
+        # refuse --compile on a CPU; this serves a user's own torch.compile of the network there.
         return _sdpa(q, k, v, relative_position_bias(table, w))
     if compiled is None:  # FlexAttention's eager path: the options change no value
         from torch.nn.attention.flex_attention import flex_attention
