@@ -118,24 +118,22 @@ def assert_compiled_flex_ran(before: Mapping[str, int], min_calls: int = 1) -> N
 
 # ----------------------------------------------------------------------------- gradients against a reference
 def assert_gradients_close(grads: Mapping[str, torch.Tensor | None], ref: Mapping[str, torch.Tensor | None],
-                           rtol: float, per_parameter: bool = True) -> None:
-    """Gradients equal the reference's, relative to its norm: per parameter, or (``per_parameter=False``,
-    for reduced precision, where a parameter with a tiny gradient is all rounding) over all of them at
-    once. A missing gradient or a zero gradient where the reference has one fails."""
+                           rtol: float, floor: float = 1e-6) -> None:
+    """Each parameter's gradient equals the reference's within ``rtol`` of its norm plus ``floor`` of all the
+    gradients' norm (for a parameter whose gradient is all rounding in reduced precision). Per parameter, not
+    over all of them at once: a relative position bias table's gradient is ~4e-5 of a small ESC's, so halving
+    it moves the total by 2e-5. A missing gradient, or a zero one where the reference has one, fails."""
     assert grads.keys() == ref.keys(), sorted(set(grads) ^ set(ref))
     missing = [n for n, g in grads.items() if g is None or (ref[n] is not None and ref[n].abs().sum() > 0
                                                              and g.abs().sum() == 0)]
     assert not missing, f'no gradient for {missing}'
     got = {n: g.detach().double().cpu() for n, g in grads.items()}
     want = {n: r.detach().double().cpu() for n, r in ref.items()}
-    if per_parameter:
-        bad = {n: ((got[n] - want[n]).norm() / want[n].norm().clamp_min(1e-30)).item() for n in got
-               if (got[n] - want[n]).norm() > rtol * want[n].norm() + 1e-12}
-        assert not bad, f'relative gradient error above {rtol}: {bad}'
-    else:
-        diff = torch.cat([(got[n] - want[n]).flatten() for n in got]).norm()
-        norm = torch.cat([want[n].flatten() for n in got]).norm()
-        assert diff <= rtol * norm, f'relative gradient error {(diff / norm).item():.3g} above {rtol}'
+    total = torch.cat([w.flatten() for w in want.values()]).norm()
+    errors = {n: (got[n] - want[n]).norm() for n in got}
+    bad = {n: round((errors[n] / want[n].norm().clamp_min(1e-30)).item(), 4) for n in got
+           if errors[n] > rtol * want[n].norm() + floor * total}
+    assert not bad, f'relative gradient error above {rtol}: {bad}'
 
 
 # ----------------------------------------------------------------------------- CUDA graphs recorded
