@@ -334,7 +334,8 @@ class CompiledFlex:
     head layout is a new version, so a process running a few models in a few precisions would reach
     it without a word. Here each variant calls ``flex_attention`` from a code object of its own (a
     copy of :func:`_flex_entry` named after the variant): each has its own cache, holding one graph
-    with dynamic shapes, and no global compiler setting changes.
+    with dynamic shapes for every window count and batch whatever the first (:func:`one_graph_shapes`,
+    set during these calls only), and no global compiler setting changes.
 
     Should dynamo still stop compiling a variant (a recompile cause not in the variant, the limit
     lowered by the user, ``suppress_errors``), that variant is logged once, in words, and

@@ -1,12 +1,15 @@
 """The inference speed settings of ``infer`` and ``benchmark``: each one flag, none measured on a GPU yet.
 
 * ``--compile``: the whole network through ``torch.compile(dynamic=True)`` (LayerNorm, GELU, additions and
-  the convolutions' neighbours fused by inductor), with size-oblivious shapes, so that a new image size does
-  not compile again. Inside it, FlexAttention is part of the network's graph (the per-variant compiled
-  entries of :mod:`esc_basicsr.layers.attention_backends` step aside while dynamo traces).
+  the convolutions' neighbours fused by inductor), under :func:`~esc_basicsr.layers.attention_backends.
+  one_graph_shapes` (duck sizing off, size-oblivious shapes), so that no image size compiles again, whatever
+  the first. Inside it, FlexAttention is part of the network's graph (the per-variant compiled entries of
+  :mod:`esc_basicsr.layers.attention_backends` step aside while dynamo traces). ESC-LTE: the encoder and the
+  decoder's MLP, which its renderer's loops call (:class:`CompiledNetwork`). Refused on a CPU
+  (:data:`CPU_COMPILE_REFUSAL`: inductor's C++ compile takes many minutes there, with no measured gain).
 * ``--cuda-graphs``: the same with ``mode='reduce-overhead'`` (CUDA graphs: one launch per forward instead of
-  800+). CUDA only. Each new image size records a graph of its own (memory for each); the output is
-  copied out of the graph's pool before it is returned.
+  800+). CUDA only, not for ESC-LTE. Each new image size records a graph of its own (memory for each); the
+  output is copied out of the graph's pool before it is returned.
 * ``--channels-last``: the ESC family's features and the weights in channels-last (NHWC) memory on any
   device (the default on CPUs; the ``ESC_BASICSR_CHANNELS_LAST=1`` override, set for this process).
 * ``--low-rank-bias TOL|rank:R``: every window attention's relative position bias replaced by low-rank
@@ -47,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group('speed settings (not measured on a GPU yet: benchmarks/README.md)')
     group.add_argument('--compile', action='store_true',
                        help='compile the whole network (torch.compile, dynamic shapes: a new image size does not '
-                            'compile again); the first call takes longer')
+                            'compile again); the first call takes longer; CUDA (refused on a CPU)')
     group.add_argument('--cuda-graphs', action='store_true',
                        help='--compile with CUDA graphs (mode reduce-overhead; CUDA only; one graph recorded per '
                             'image size)')
