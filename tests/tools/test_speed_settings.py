@@ -151,6 +151,11 @@ def test_infer_compile_on_a_cpu_is_refused_in_one_line(tmp_path, capsys):
     assert code == 2 and time.monotonic() - start < 30
     assert err.startswith('error: --compile is for CUDA devices') and err.count('\n') == 1, err
     assert 'minutes' in err and not (tmp_path / 'out').exists()
+    from esc_basicsr import benchmark  # the same rule, the same line
+
+    assert benchmark.main(['--compile', '--device', 'cpu']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: --compile is for CUDA devices') and err.count('\n') == 1, err
 
 
 # ----------------------------------------------------------------------------- ESC-LTE (issue 27)
