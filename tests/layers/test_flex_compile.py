@@ -62,6 +62,30 @@ def test_flex_compiles_once_for_every_size_without_graph_breaks(monkeypatch):
     torch._dynamo.reset()
 
 
+def test_flex_inside_a_network_compiled_on_a_cpu_runs_sdpa():
+    """PyTorch's CPU inductor fails to lower flex_attention in ESC's graph (LoweringException in its CPU flex
+    template): compiled on a CPU, the network's graph holds sdpa instead (the same attention, the same output)."""
+    torch._dynamo.reset()
+    counters.clear()
+    targets: list[str] = []
+
+    def backend(gm, example_inputs):  # records what the graph calls, then runs it as it is
+        targets.extend(str(node.target) for node in gm.graph.nodes)
+        return gm.forward
+
+    torch.manual_seed(0)
+    model = ESC(**TINY, attn_type='flex').eval()
+    reference = ESC(**TINY, attn_type='sdpa').eval()
+    reference.load_state_dict(model.state_dict())
+    x = torch.rand(1, 3, 13, 21, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = torch.compile(model, backend=backend, dynamic=True)(x)
+        torch.testing.assert_close(out, reference(x), atol=1e-5, rtol=0)
+    assert any('scaled_dot_product_attention' in t for t in targets), targets
+    assert not any('flex_attention' in t for t in targets)
+    torch._dynamo.reset()
+
+
 # window counts (dim 0 of q, k, v) that duck sizing tied to another size of the first call: one window (a
 # size of 1), the heads (4), the head dim (16), the tokens per window (64); each tie made the next count
 # compile again ("tensor 'k' size mismatch at index 0. expected 4, actual 1")
