@@ -86,6 +86,16 @@ def test_flex_inside_a_network_compiled_on_a_cpu_runs_sdpa():
     torch._dynamo.reset()
 
 
+def test_one_graph_shapes_is_scoped_to_our_calls():
+    """The shape settings hold inside our compiled calls only: the user's own torch.compile keeps PyTorch's."""
+    import torch.fx.experimental._config as fx_config
+
+    defaults = {k: getattr(fx_config, k) for k in attention_backends.ONE_GRAPH_SHAPE_CONFIG}
+    with attention_backends.one_graph_shapes():
+        assert fx_config.use_duck_shape is False and fx_config.backed_size_oblivious is True
+    assert {k: getattr(fx_config, k) for k in defaults} == defaults
+
+
 # window counts (dim 0 of q, k, v) that duck sizing tied to another size of the first call: one window (a
 # size of 1), the heads (4), the head dim (16), the tokens per window (64); each tie made the next count
 # compile again ("tensor 'k' size mismatch at index 0. expected 4, actual 1")

@@ -230,7 +230,10 @@ def test_infer_compile_of_esc_lte_calls_the_compiled_parts(tmp_path, capsys):
 
 def test_environment_settings_reach_the_layers(monkeypatch):
     for env in (config.CHANNELS_LAST_ENV, config.FLEX_KERNEL_OPTIONS_ENV):
-        monkeypatch.delenv(env, raising=False)
+        # set, then deleted: monkeypatch restores (removes) what apply_environment writes into os.environ; a
+        # bare delenv of an unset variable records nothing, and the kernel options leaked into later tests
+        monkeypatch.setenv(env, '')
+        monkeypatch.delenv(env)
     try:
         config.channels_last_override.cache_clear()
         assert not prefers_channels_last(torch.device('cuda'))
