@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='ground truths named like the inputs: PSNR of the outputs and of bicubic per image, and '
                    'a side-by-side figure (input, bicubic, model, GT) written to the output folder')
     add_speed_arguments(p)
+    p.add_argument('--compile-backend', default=None, help=argparse.SUPPRESS)  # tests on a CPU: aot_eager
     return p
 
 

@@ -32,6 +32,7 @@ Nothing is compiled or imported eagerly: importing this module and constructing 
 from __future__ import annotations
 
 import builtins
+import collections
 import contextlib
 import functools
 import logging
@@ -52,6 +53,11 @@ FLEX_NO_BACKWARD_DEVICES = frozenset({'cpu', 'mps'})
 FLEX_TRAINING_FALLBACK = 'sdpa'
 logger = logging.getLogger('basicsr')
 _logged_fallbacks: set[str] = set()  # a plain set, not an lru_cache (export tooling clears those)
+# What the flex path ran, per attention call made outside a compiled graph: 'compiled' (a per-variant
+# compiled entry, inductor's fused kernel on CUDA), 'eager' (FlexAttention's unfused eager path: a device
+# without compiled flex, or a call dynamo ran uncompiled), 'sdpa_fallback' (a variant dynamo gave up on,
+# run as sdpa). Lets tests and tools check that the fused kernel really ran (flex requested is not flex run).
+flex_counts: collections.Counter[str] = collections.Counter()
 # Upper bound of score-matrix elements the naive backend materialises per chunk (64 MB fp32).
 NAIVE_CHUNK_ELEMS = 16 * 1024 * 1024
 
@@ -248,15 +254,32 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
-def size_oblivious() -> contextlib.AbstractContextManager:
-    """Dynamo specialises dimensions of size 0/1 even with ``dynamic=True``, so an image of one
-    window would compile a second graph; size-oblivious reasoning keeps one graph for every image
-    size. A private PyTorch setting: where it is missing, the extra compile is the only cost."""
+# What dynamo's shape environment is told while our compiled entries trace (PyTorch's private
+# torch.fx.experimental._config), and why; a name this PyTorch lacks is skipped.
+ONE_GRAPH_SHAPE_CONFIG = {
+    # sizes 0 and 1 are specialised even with dynamic=True: an image of one window, or a batch of one,
+    # would compile a graph of its own
+    'backed_size_oblivious': True,
+    # duck sizing gives sizes that are equal in the first call one symbol, and the graph then guards on
+    # their equality: a square first image, a window count equal to the heads (4) or the head dim (16),
+    # a batch equal to the 3 colour channels; each later size breaking the tie compiled again
+    # ("tensor 'k' size mismatch at index 0. expected 4, actual 1"; "x.size()[3] == x.size()[2]  # duck
+    # sizing added this equality")
+    'use_duck_shape': False,
+}
+
+
+def one_graph_shapes() -> contextlib.AbstractContextManager:
+    """The shape settings (:data:`ONE_GRAPH_SHAPE_CONFIG`) under which one compiled graph serves every image
+    size, whatever the first. Scoped to our own compiled calls (:class:`CompiledFlex`, the tools'
+    ``--compile``): the user's other ``torch.compile`` calls keep PyTorch's defaults. Dynamo reads them
+    when it traces a new graph, which happens inside these calls."""
     try:
         import torch.fx.experimental._config as fx_config
-        return fx_config.patch(backed_size_oblivious=True)
-    except (ImportError, AttributeError, KeyError):  # pragma: no cover - other PyTorch versions
+    except ImportError:  # pragma: no cover - other PyTorch versions: the extra compiles are the only cost
         return contextlib.nullcontext()
+    known = {k: v for k, v in ONE_GRAPH_SHAPE_CONFIG.items() if hasattr(fx_config, k)}
+    return fx_config.patch(**known) if known else contextlib.nullcontext()
 
 
 class FlexVariant(NamedTuple):
@@ -310,7 +333,8 @@ class CompiledFlex:
     head layout is a new version, so a process running a few models in a few precisions would reach
     it without a word. Here each variant calls ``flex_attention`` from a code object of its own (a
     copy of :func:`_flex_entry` named after the variant): each has its own cache, holding one graph
-    with dynamic shapes, and no global compiler setting changes.
+    with dynamic shapes for every window count and batch whatever the first (:func:`one_graph_shapes`,
+    set during these calls only), and no global compiler setting changes.
 
     Should dynamo still stop compiling a variant (a recompile cause not in the variant, the limit
     lowered by the user, ``suppress_errors``), that variant is logged once, in words, and
@@ -351,11 +375,14 @@ class CompiledFlex:
             self._compiled[variant] = (torch.compile(entry, **self.compile_kwargs), code)
         compiled, code = self._compiled[variant]
         attempts, compiled_ok = _frame_counts()
-        with size_oblivious():
+        with one_graph_shapes():
             out = compiled(q, k, v, score_mod)
         attempts_after, compiled_ok_after = _frame_counts()
         if attempts_after - attempts > compiled_ok_after - compiled_ok:  # dynamo ran this call uncompiled
             self._give_up(variant, code)
+            flex_counts['eager'] += 1
+        else:
+            flex_counts['compiled'] += 1
         return out
 
     def _give_up(self, variant: FlexVariant, code: types.CodeType) -> None:
@@ -420,8 +447,15 @@ def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor
 
     options = flex_kernel_options()
     compiled = _flex_function(q.device)
+    if compiled is None and torch.compiler.is_compiling():
+        # a network compiled as a whole on a device without compiled flex (the CPU) runs sdpa, the same
+        # attention: PyTorch's CPU inductor fails to lower flex_attention there (LoweringException in its
+        # CPU flex template, PyTorch 2.14). Not logged here (a logging call would break the graph). The tools
+        # refuse --compile on a CPU; this serves a user's own torch.compile of the network there.
+        return _sdpa(q, k, v, relative_position_bias(table, w))
     if compiled is None:  # FlexAttention's eager path: the options change no value
         from torch.nn.attention.flex_attention import flex_attention
+        flex_counts['eager'] += 1
         return flex_attention(q, k, v, score_mod=score_mod, kernel_options=dict(options) or None)
     variant = FlexVariant(
         device=str(q.device), dtype=q.dtype, grad_mode=torch.is_grad_enabled(),
@@ -429,6 +463,8 @@ def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor
         autocast=_autocast_dtype(q.device.type),
         heads=q.shape[1], head_dim=q.shape[-1], window=w, kernel_options=options)
     if not compiled.usable(variant):
+        if not torch.compiler.is_compiling():
+            flex_counts['sdpa_fallback'] += 1
         return _sdpa(q, k, v, relative_position_bias(table, w))
     return compiled(q, k, v, score_mod, variant)
 

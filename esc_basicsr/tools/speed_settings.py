@@ -1,12 +1,15 @@
 """The inference speed settings of ``infer`` and ``benchmark``: each one flag, none measured on a GPU yet.
 
 * ``--compile``: the whole network through ``torch.compile(dynamic=True)`` (LayerNorm, GELU, additions and
-  the convolutions' neighbours fused by inductor), with size-oblivious shapes, so that a new image size does
-  not compile again. Inside it, FlexAttention is part of the network's graph (the per-variant compiled
-  entries of :mod:`esc_basicsr.layers.attention_backends` step aside while dynamo traces).
+  the convolutions' neighbours fused by inductor), under :func:`~esc_basicsr.layers.attention_backends.
+  one_graph_shapes` (duck sizing off, size-oblivious shapes), so that no image size compiles again, whatever
+  the first. Inside it, FlexAttention is part of the network's graph (the per-variant compiled entries of
+  :mod:`esc_basicsr.layers.attention_backends` step aside while dynamo traces). ESC-LTE: the encoder and the
+  decoder's MLP, which its renderer's loops call (:class:`CompiledNetwork`). Refused on a CPU
+  (:data:`CPU_COMPILE_REFUSAL`: inductor's C++ compile takes many minutes there, with no measured gain).
 * ``--cuda-graphs``: the same with ``mode='reduce-overhead'`` (CUDA graphs: one launch per forward instead of
-  800+). CUDA only. Each new image size records a graph of its own (memory for each); the output is
-  copied out of the graph's pool before it is returned.
+  800+). CUDA only, not for ESC-LTE. Each new image size records a graph of its own (memory for each); the
+  output is copied out of the graph's pool before it is returned.
 * ``--channels-last``: the ESC family's features and the weights in channels-last (NHWC) memory on any
   device (the default on CPUs; the ``ESC_BASICSR_CHANNELS_LAST=1`` override, set for this process).
 * ``--low-rank-bias TOL|rank:R``: every window attention's relative position bias replaced by low-rank
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import os
 import warnings
 from dataclasses import dataclass
@@ -34,12 +38,19 @@ import torch.nn as nn
 _LRU_WARNING = r'Dynamo detected a call to a `functools.lru_cache`-wrapped function'
 
 
+# what --compile on a CPU is refused with (measured: docs/inference.md, "Compiling the network")
+CPU_COMPILE_REFUSAL = ('--compile is for CUDA devices: on a CPU, PyTorch\'s compiler (inductor) builds C++ code for '
+                       'the whole network first, which did not finish in 20 minutes for a 16-channel ESC and a 12x12 '
+                       'image on 2 cores, and no CPU speed-up was measured; run without --compile on {device}, or '
+                       'use --device cuda')
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The speed settings' flags, in a group of their own."""
     group = parser.add_argument_group('speed settings (not measured on a GPU yet: benchmarks/README.md)')
     group.add_argument('--compile', action='store_true',
                        help='compile the whole network (torch.compile, dynamic shapes: a new image size does not '
-                            'compile again); the first call takes longer')
+                            'compile again); the first call takes longer; CUDA (refused on a CPU)')
     group.add_argument('--cuda-graphs', action='store_true',
                        help='--compile with CUDA graphs (mode reduce-overhead; CUDA only; one graph recorded per '
                             'image size)')
@@ -91,7 +102,8 @@ class SpeedSettings:
             parse_flex_kernel_options(args.flex_kernel_options, '--flex-kernel-options')
         return cls(compile=args.compile, cuda_graphs=args.cuda_graphs,
                    channels_last=args.channels_last, low_rank_bias=low_rank,
-                   flex_kernel_options=args.flex_kernel_options)
+                   flex_kernel_options=args.flex_kernel_options,
+                   compile_backend=getattr(args, 'compile_backend', None))  # a hidden flag (tests on a CPU)
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> SpeedSettings:
@@ -125,7 +137,9 @@ class SpeedSettings:
         """Refuse what cannot run on ``device`` (``ValueError``, in words)."""
         if self.cuda_graphs and device.type != 'cuda':
             raise ValueError(f'--cuda-graphs needs a CUDA device (CUDA graphs replay GPU work); this run is on '
-                             f'{device.type.upper()}: use --compile alone, or --device cuda')
+                             f'{device.type.upper()}: use --device cuda')
+        if self.compile and device.type == 'cpu' and self.compile_backend is None:
+            raise ValueError(CPU_COMPILE_REFUSAL.format(device=device.type.upper()))
         if training and (self.cuda_graphs or self.low_rank_bias):
             raise ValueError('--cuda-graphs and --low-rank-bias are inference settings (the low-rank factors are '
                              'computed from trained weights): not for --train')
@@ -168,14 +182,25 @@ class SpeedSettings:
 
 
 class CompiledNetwork:
-    """``torch.compile(model, dynamic=True)`` called with size-oblivious shapes (one graph for every image
-    size, images of one window included), optionally with CUDA graphs (``mode='reduce-overhead'``).
+    """``torch.compile(model, dynamic=True)`` called under :func:`~esc_basicsr.layers.attention_backends.
+    one_graph_shapes` (one graph for every image size whatever the first: square, one window, a window
+    count equal to the heads...), optionally with CUDA graphs (``mode='reduce-overhead'``).
+
+    An arbitrary-scale network (ESC-LTE: :class:`~esc_basicsr.layers.lte.LTE`, or a
+    :class:`~esc_basicsr.layers.lte.FixedScale` view of one) renders an image through Python loops over
+    tiles and chunks of output pixels, which a whole-network graph would fix to one size: there the parts
+    those loops call are compiled instead, the encoder (the ESC trunk) and the decoder's MLP, in a shallow
+    copy sharing the weights (the model itself stays uncompiled). Call :meth:`upscale` as the model's.
 
     Args:
         model: the network (kept as :attr:`model`; its attributes stay readable there).
         cuda_graphs: CUDA graphs; the output is cloned out of the graph's memory pool, so that the next call
-            does not overwrite it.
+            does not overwrite it. Not for arbitrary-scale networks (``ValueError``: their loops call the
+            compiled parts many times per image).
         backend: ``torch.compile`` backend (``None``: inductor).
+
+    Attributes:
+        compiled_parts: the compiled modules (the whole model, or the LTE's encoder and MLP).
     """
 
     def __init__(self, model: nn.Module, cuda_graphs: bool = False, backend: str | None = None) -> None:
@@ -186,16 +211,68 @@ class CompiledNetwork:
             kwargs['mode'] = 'reduce-overhead'
         self.model = model
         self.cuda_graphs = cuda_graphs
-        self.compiled = torch.compile(model, **kwargs)
+        if arbitrary_scale_network(model) is not None:
+            if cuda_graphs:
+                raise ValueError('--cuda-graphs does not apply to an arbitrary-scale network (ESC-LTE): it renders '
+                                 'an image by calling its encoder and decoder once per tile and chunk of pixels; '
+                                 'use --compile')
+            self.compiled = _with_compiled_lte_parts(model, kwargs)
+            lte = arbitrary_scale_network(self.compiled)
+            self.compiled_parts: list[nn.Module] = [lte.encoder, lte.imnet]
+        else:
+            self.compiled = torch.compile(model, **kwargs)
+            self.compiled_parts = [self.compiled]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        from ..layers.attention_backends import size_oblivious
-
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        with size_oblivious(), quiet_lru_warnings():
+        with compiled_calls():
             out = self.compiled(x)
         return out.clone() if self.cuda_graphs else out
+
+    def upscale(self, lq: torch.Tensor, size: Any, **kwargs: Any) -> torch.Tensor:
+        """An arbitrary-scale network's ``upscale(lq, size, **kwargs)`` through its compiled parts."""
+        lte = arbitrary_scale_network(self.compiled)
+        if lte is None:
+            raise TypeError(f'{type(self.model).__name__} is not an arbitrary-scale network (no upscale)')
+        with compiled_calls():
+            return lte.upscale(lq, size, **kwargs)
+
+
+def arbitrary_scale_network(model: nn.Module) -> nn.Module | None:
+    """The :class:`~esc_basicsr.layers.lte.LTE` that ``model`` is or views (:class:`FixedScale`), else ``None``."""
+    from ..layers.lte import LTE, FixedScale
+
+    if isinstance(model, FixedScale):
+        model = model.net
+    return model if isinstance(model, LTE) else None
+
+
+def _with_compiled_lte_parts(model: nn.Module, compile_kwargs: dict[str, Any]) -> nn.Module:
+    """A shallow copy of ``model`` (an LTE or a FixedScale of one) sharing every weight, whose LTE's
+    ``encoder`` and ``imnet`` are ``torch.compile``'d; ``model`` itself is left as it was."""
+    def shallow(module: nn.Module) -> nn.Module:
+        twin = copy.copy(module)
+        twin._modules = dict(module._modules)  # its own registry of children: replacing one leaves module's
+        return twin
+
+    twin = shallow(model)
+    lte = twin
+    if arbitrary_scale_network(model) is not model:  # a FixedScale view
+        twin.net = lte = shallow(model.net)
+    lte.encoder = torch.compile(lte.encoder, **compile_kwargs)
+    lte.imnet = torch.compile(lte.imnet, **compile_kwargs)
+    return twin
+
+
+@contextlib.contextmanager
+def compiled_calls():
+    """What each call of the compiled network runs under: one graph for every size (see
+    :func:`~esc_basicsr.layers.attention_backends.one_graph_shapes`), dynamo's lru_cache warning silenced."""
+    from ..layers.attention_backends import one_graph_shapes
+
+    with one_graph_shapes(), quiet_lru_warnings():
+        yield
 
 
 @contextlib.contextmanager

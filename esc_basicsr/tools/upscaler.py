@@ -46,11 +46,11 @@ class Upscaler:
         if self.value_range != 1:
             x = x * self.value_range
         with torch.inference_mode():
-            if self.arbitrary_scale:  # its own tiling
+            if self.arbitrary_scale:  # its own tiling (self.run: the model, or its compiled parts with --compile)
                 from ..layers.lte import scaled_size
 
                 size = scaled_size(x.shape[-2], x.shape[-1], self.scale)
-                y = self.model.upscale(x, size, tile=self.tile, tile_pad=self.tile_pad).to('cpu')
+                y = self.run.upscale(x, size, tile=self.tile, tile_pad=self.tile_pad).to('cpu')
             else:
                 y = tiled_forward(self.forward, x, self.scale, self.tile, self.tile_pad, self.align, out_device='cpu')
             y = y.float()

@@ -169,19 +169,17 @@ def test_list_inputs_and_output_names(setup):
     assert output_path('o', Path('a.png'), '', 'jpg') == Path('o/a.jpg')
 
 
-def test_speed_settings(setup, tmp_path, capsys, monkeypatch):
+def test_speed_settings(setup, tmp_path, capsys):
     """--low-rank-bias at a tolerance below float32 noise and --compile (aot_eager on the CPU) write the images the
     default run writes, for inputs of several sizes; --cuda-graphs is refused on the CPU before anything runs."""
     assert run(setup, tmp_path / 'default') == 1  # broken.png fails in every run
     assert run(setup, tmp_path / 'low_rank', '--low-rank-bias', '1e-5') == 1
     assert 'note: low-rank bias: ranks 64 of 64' in capsys.readouterr().err
-    compile_ = torch.compile
-    monkeypatch.setattr(torch, 'compile', lambda model, **kw: compile_(model, **{'backend': 'aot_eager', **kw}))
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
-    assert run(setup, tmp_path / 'compiled', '--compile') == 1
+    assert run(setup, tmp_path / 'compiled', '--compile', '--compile-backend', 'aot_eager') == 1
     assert counters['stats']['unique_graphs'] >= 1  # the network ran compiled
     torch._dynamo.reset()
     for name in ('rgb.png', 'gray.png', 'sub/rgba.png', 'sub/deep.png'):
