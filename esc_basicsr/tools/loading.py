@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Mapping
@@ -37,9 +39,10 @@ import torch
 import torch.nn as nn
 
 from ..archs.checkpoint import CheckpointError, describe_fit, extract_state_dict, fit_problems, validate_state_dict
+from ..archs.checkpoint_file import check_checkpoint_file
 from ..archs.deploy import deploy as deploy_model
 from ..archs.table import backend_argument, network_arbitrary_scale, network_value_range, with_unit_range
-from ..utils.options import CHANNEL_KEYS, SCALE_KEYS, network_scale, read_option_file
+from ..utils.options import CHANNEL_KEYS, SCALE_KEYS, check_network_g, network_scale, read_option_file, shown
 
 
 class ScaleMismatchError(ValueError):
@@ -90,6 +93,14 @@ def architecture(type_name: str) -> type:
     return ARCH_REGISTRY.get(type_name)
 
 
+def arch_registry() -> dict[str, type]:
+    """BasicSR's ``ARCH_REGISTRY`` (its architectures and ours) as a dict of names to classes."""
+    architecture('ESC')  # fills the registry (BasicSR's archs and ours)
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    return dict(ARCH_REGISTRY._obj_map)
+
+
 def complete_network_g(network_g: Mapping[str, Any], scale: int | None = None) -> dict[str, Any]:
     """Copy of ``network_g`` with a missing scale argument and missing RGB channel counts filled in
     (for BasicSR archs named on the command line, e.g. ``EDSR`` needs ``num_in_ch``)."""
@@ -131,10 +142,29 @@ def read_checkpoint(path: str | Path, param_key: str | None = None) -> tuple[dic
     state_dict), as :func:`esc_basicsr.archs.checkpoint.extract_state_dict` picks them, checked by
     :func:`esc_basicsr.archs.checkpoint.validate_state_dict` (entries that are not tensors left out).
 
+    The file is checked first (:func:`esc_basicsr.archs.checkpoint_file.check_checkpoint_file`): a zip
+    archive cut short, declaring more memory than its size allows, or with a member failing its CRC-32 is
+    refused before ``torch.load`` allocates anything.
+
     Raises:
-        CheckpointError: not a dict of weights, or a tensor that cannot be a weight (named).
+        CheckpointError: not a complete, intact checkpoint; not a dict of weights, or a tensor that cannot
+            be a weight (named).
     """
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    check_checkpoint_file(path)  # before torch.load: cut short, declaring gigabytes, or damaged (CRC-32)
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except (EOFError, pickle.UnpicklingError) as exc:  # a legacy (non-zip) checkpoint cut short?
+        if isinstance(exc, pickle.UnpicklingError) and 'truncated' not in str(exc):
+            raise  # weights_only refused an object: options_check.load_error_message explains it
+        raise CheckpointError(f'{path}: not a complete checkpoint (truncated? the data end early); copy or '
+                              'download it again') from None
+    except (RuntimeError, OSError) as exc:  # e.g. a storage of another size than the data.pkl declares
+        if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise
+        if 'unexpected EOF' in str(exc):  # a legacy checkpoint whose storages are cut short
+            raise CheckpointError(f'{path}: not a complete checkpoint (truncated? {_first_line(exc)}); copy or '
+                                  'download it again') from None
+        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint ({_first_line(exc)})') from None
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(f'{path}: expected a dict checkpoint, got {type(checkpoint).__name__}')
     try:
@@ -222,6 +252,28 @@ def check_scale(detected: DetectedWeights, requested: Mapping[str, int | None], 
                 f'or use x{value} weights')
 
 
+def check_described_scale(detected: DetectedWeights, meta: Mapping[str, Any], weights: str | Path | None) -> None:
+    """Raise :class:`ScaleMismatchError` if a checkpoint's own description (the ``network_g`` and ``scale``
+    a deployed checkpoint stores) states another scale than its weights have.
+
+    Built as described, the network would resize the weights' sub-pixel output layer and write images
+    of the described scale from weights trained for another: a wrong or tampered description, refused
+    rather than warned about. Giving ``--opt``/``--model`` at the weights' scale uses them as they are.
+    """
+    if detected.network_g is None or detected.scale is None or not isinstance(meta.get('network_g'), Mapping):
+        return
+    stated = {'network_g': network_scale(meta['network_g']),
+              'scale': meta['scale'] if isinstance(meta.get('scale'), int) else None}
+    for key, value in stated.items():
+        if value is not None and value != detected.scale:
+            kind = detected.network_g['type']
+            raise ScaleMismatchError(
+                f'{weights}: the checkpoint describes x{value} (its {key!r}), but its weights are {kind} '
+                f'x{detected.scale}: built as described, the output layer would be resized (not a trained x{value} '
+                f'model). Refused; to use the weights at x{detected.scale}, give --opt (a network_g at '
+                f'x{detected.scale}) or --model NAME --scale {detected.scale}')
+
+
 def describe_weights(weights: str | Path, scale: int | None = None,
                      param_key: str | None = None) -> tuple[dict[str, Any], int]:
     """``(network_g, scale)`` of a checkpoint from its own contents (deployed meta or detection),
@@ -229,6 +281,9 @@ def describe_weights(weights: str | Path, scale: int | None = None,
     state_dict, meta = read_checkpoint(weights, param_key)
     detected = detect_weights(state_dict, weights)
     check_scale(detected, {'--scale': scale}, weights)
+    check_described_scale(detected, meta, weights)
+    if isinstance(meta.get('network_g'), Mapping):
+        check_network_g(meta['network_g'], arch_registry(), f"{weights}: the checkpoint's network_g")
     network_g, net_scale = resolve_network_g(meta=meta, detected=detected)
     if net_scale is None:
         raise ValueError(f'--weights {weights}: the scale of the network is unknown')
@@ -272,11 +327,25 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
     requested = {'--scale': scale}
     if opt is not None:
         options = read_option_file(opt)
+        check_network_g(options['network_g'], arch_registry(), f'--opt {opt}: network_g')
         requested[f'--opt {opt}'] = network_scale(options['network_g'], options)
+    elif preset is None and isinstance(meta.get('network_g'), Mapping):  # a description from the file itself
+        check_network_g(meta['network_g'], arch_registry(), f"{weights}: the checkpoint's network_g")
     check_scale(detected, requested, weights)
+    if opt is None and preset is None:
+        check_described_scale(detected, meta, weights)
     network_g, net_scale = resolve_network_g(opt, preset, scale, meta, detected)
     network_g = complete_network_g(network_g, net_scale or scale)
-    model = build_network(network_g, attn_type)
+    source = f'--opt {opt}' if opt is not None else f'--model {preset}' if preset is not None else \
+        f"{weights}: the checkpoint's network_g" if isinstance(meta.get('network_g'), Mapping) else \
+        f'{weights}: read off the weights'
+    if state_dict is not None:  # the shapes first, on the meta device: a huge network_g allocates nothing
+        check_fits_on_meta(network_g, state_dict, bool(meta.get('deployed')), strict, f'{weights}', source,
+                           detected, family_mismatch(network_g, detected, opt, preset, weights))
+    try:
+        model = build_network(network_g, attn_type)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, AssertionError, RuntimeError) as exc:
+        raise ValueError(f'{source}: {_described(network_g)} cannot be built: {_first_line(exc)}') from None
     if meta.get('deployed'):  # folded weights need a folded model (ELAN has no BatchNorm keys any more)
         deploy_model(model)
     if state_dict is not None:
@@ -296,9 +365,72 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
     return LoadedNetwork(model, network_g, int(net_scale), value_range, meta)
 
 
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (torch's C++ errors append a stack of dozens of lines), bounded."""
+    first = (str(exc).strip().splitlines() or [''])[0]
+    return f'{type(exc).__name__}: {first[:200]}'
+
+
+def check_fits_on_meta(network_g: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], deployed: bool,
+                       strict: bool, weights: str, source: str, detected: DetectedWeights | None = None,
+                       mismatch: str | None = None) -> None:
+    """Build ``network_g`` on the ``meta`` device (shapes only, no memory) and refuse weights whose shapes
+    differ, before the network is built for real: a description asking for ``dim: 200000`` would
+    otherwise allocate hundreds of GB before the 58 KB weights are compared with it.
+
+    The weights are compared as the network's ``load_state_dict`` will see them: converted where the
+    architecture converts checkpoints of another scale (:func:`_converted_on_meta`). An architecture of
+    BasicSR's that cannot be built on the meta device is not checked.
+
+    Raises:
+        ValueError: the description cannot be built (``num_heads: 0``, a value too large for torch), or
+            the weights do not fit it (:class:`CheckpointError`, with ``mismatch`` if given).
+    """
+    from ..archs.table import ARCHITECTURES
+
+    spec = ARCHITECTURES.get(network_g.get('type'))
+    try:
+        with torch.device('meta'):
+            model = build_network(network_g)
+            if deployed:
+                deploy_model(model)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, AssertionError, RuntimeError,
+            NotImplementedError) as exc:
+        if spec is None:  # e.g. a BasicSR arch that computes values in __init__: built for real as before
+            return
+        raise ValueError(f'{source}: {_described(network_g)} cannot be built: {_first_line(exc)}') from None
+    problems = fit_problems(_converted_on_meta(spec, network_g, state_dict), model.state_dict(),
+                            {n for n, _ in model.named_buffers()})
+    if not strict:
+        problems['missing'], problems['unexpected'] = [], []
+    if problems['shape'] or problems['missing'] or problems['unexpected']:
+        if mismatch is not None:
+            raise CheckpointError(mismatch)
+        found = f'; they are {_described(detected.network_g)}' if detected and detected.network_g else ''
+        raise CheckpointError(f'{weights}: the weights do not fit {_described(network_g)} ({source}): '
+                              f'{describe_fit(dict(problems, dtype=[]))}{found}')
+
+
+def _converted_on_meta(spec: Any, network_g: Mapping[str, Any],
+                       state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """``state_dict`` as the architecture's ``load_state_dict`` converts it (``spec.convert_checkpoint``:
+    ESC's sub-pixel output layer resized to the network's scale), on meta copies of the tensors; unchanged
+    where the architecture converts nothing or the conversion fails (the real load then reports it)."""
+    if spec is None or spec.convert_checkpoint is None:
+        return state_dict
+    log = logging.getLogger('basicsr')  # the conversion's warning belongs to the real load, not to this check
+    disabled, log.disabled = log.disabled, True
+    try:
+        return spec.convert_checkpoint({k: v.to('meta') for k, v in state_dict.items()}, spec.arguments(network_g))
+    except Exception:  # noqa: BLE001 - the real load_state_dict reports it in its own words
+        return state_dict
+    finally:
+        log.disabled = disabled
+
+
 def _described(network_g: Mapping[str, Any]) -> str:
     """``ESC x2 (dim=16, n_blocks=1, ...)``: a network_g in a few words."""
-    sizes = [f'{k}={v}' for k, v in network_g.items() if k != 'type' and isinstance(v, int)
+    sizes = [f'{k}={shown(v, 24)}' for k, v in network_g.items() if k != 'type' and isinstance(v, int)
              and not isinstance(v, bool) and k not in SCALE_KEYS][:4]
     scale = network_scale(network_g)
     return f'{network_g["type"]}{f" x{scale}" if scale else ""}' + (f' ({", ".join(sizes)}, ...)' if sizes else '')
