@@ -367,3 +367,16 @@ def test_shown_bounds_any_value():
     with pytest.raises(ValueError) as info:
         check_network_g({'dim': shared}, {'ESC': ESC})  # no type: the whole network_g is shown
     assert len(str(info.value)) < 300
+
+
+def test_training_option_checks_show_values_bounded():
+    """The training option checks (BasicSR's parse_options) show values through the same ``shown``."""
+    from esc_basicsr.integration.fixes._option_structure import check_parsable
+    from esc_basicsr.utils.options import OptionFileError
+
+    shared = ['x'] * 9
+    for _ in range(6):
+        shared = [shared] * 9  # 9**7 strings: a 24 MB repr
+    with pytest.raises(OptionFileError) as info:
+        check_parsable({'name': shared, 'num_gpu': 0}, 'train.yml')
+    assert str(info.value).startswith("train.yml: 'name' must be a text, got [[[") and len(str(info.value)) < 300
