@@ -365,6 +365,13 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
     return LoadedNetwork(model, network_g, int(net_scale), value_range, meta)
 
 
+def _zero_arguments(network_g: Mapping[str, Any]) -> str:
+    """``' (0 where a size belongs? num_heads=0)'`` for a network that could not be built, else ``''``."""
+    zeros = [f'{k}={v}' for k, v in network_g.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+             and v <= 0]
+    return f' (0 where a size belongs? {", ".join(zeros)})' if zeros else ''
+
+
 def _first_line(exc: BaseException) -> str:
     """``Type: first line of the message`` (torch's C++ errors append a stack of dozens of lines), bounded."""
     first = (str(exc).strip().splitlines() or [''])[0]
@@ -398,7 +405,8 @@ def check_fits_on_meta(network_g: Mapping[str, Any], state_dict: Mapping[str, to
             NotImplementedError) as exc:
         if spec is None:  # e.g. a BasicSR arch that computes values in __init__: built for real as before
             return
-        raise ValueError(f'{source}: {_described(network_g)} cannot be built: {_first_line(exc)}') from None
+        raise ValueError(f'{source}: {_described(network_g)} cannot be built: {_first_line(exc)}'
+                         f'{_zero_arguments(network_g)}') from None
     problems = fit_problems(_converted_on_meta(spec, network_g, state_dict), model.state_dict(),
                             {n for n, _ in model.named_buffers()})
     if not strict:

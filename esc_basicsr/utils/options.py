@@ -199,7 +199,7 @@ def check_network_g(network_g: Any, registry: Mapping[str, type], source: str = 
                                  f'({type(network_g[key]).__name__})')
 
 
-# our architectures: every int and float argument is a size, a count or a ratio (> 0)
+# our architectures: every int and float argument is a size, a count or a ratio (not negative)
 _OURS = frozenset(spec.cls for spec in ARCHITECTURES.values())
 
 
@@ -207,14 +207,17 @@ def _value_problem(value: Any, expected: Any, positive: bool) -> str | None:
     """What is wrong with ``value`` for an argument annotated ``expected`` (None: nothing found).
 
     Besides the type (:func:`_accepts`): an int beyond :data:`MAX_INT_ARGUMENT` (no network's size), and
-    with ``positive`` (our architectures), a number <= 0 where the annotation is a plain int or float
-    (a zero head count or width would end in a ZeroDivisionError or an empty layer)."""
+    with ``positive`` (our architectures: sizes, counts, ratios), a negative plain int or a plain float
+    <= 0. Zero stays allowed for ints (ELAN's ``n_share: 0`` is the authors'); where zero cannot be built
+    (``num_heads: 0``) the meta-device build says so, naming the zero arguments."""
     if _accepts(value, expected) is False:
         return f'must be {getattr(expected, "__name__", None) or str(expected).replace("typing.", "")}'
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if isinstance(value, int) and abs(value) > MAX_INT_ARGUMENT:
         return f'must be an int of at most {MAX_INT_ARGUMENT} (2**31 - 1)'
-    if positive and expected in (int, float) and not value > 0:
-        return f'must be {"an int >= 1" if expected is int else "a number > 0"}'
+    if positive and expected is int and value < 0:
+        return 'must be an int >= 0'
+    if positive and expected is float and not value > 0:
+        return 'must be a number > 0'
     return None

@@ -254,7 +254,7 @@ def test_a_huge_network_g_is_compared_with_the_weights_on_the_meta_device(where,
 
 CASES = {  # where a value of a network_g goes wrong -> what the one line says
     'dim 10**30': ({'dim': 10**30}, "argument 'dim' must be an int of at most 2147483647"),
-    'num_heads 0': ({'num_heads': 0}, "argument 'num_heads' must be an int >= 1, got 0"),
+    'num_heads -2': ({'num_heads': -2}, "argument 'num_heads' must be an int >= 0, got -2"),
     'dim a list': ({'dim': [16]}, "argument 'dim' must be int, got [16] (list)"),
     'dim a string': ({'dim': '16'}, "argument 'dim' must be int, got '16' (str)"),
     'exp_ratio -1': ({'exp_ratio': -1.0}, "argument 'exp_ratio' must be a number > 0"),
@@ -280,6 +280,40 @@ def test_impossible_network_g_values_are_one_line(case, where, weights, image, t
     assert err.count('\n') == 1 and 'Traceback' not in err
     assert err.startswith(f'error: {source}: ESC {expected}'), err
     assert real_builds == []
+
+
+@pytest.mark.parametrize('where', ['--opt', 'deployed'])
+def test_a_zero_that_cannot_be_built_is_one_line_naming_it(where, weights, image, tmp_path, real_builds, capsys):
+    from esc_basicsr.infer import main
+
+    if where == '--opt':
+        opt = tmp_path / 'o.yml'
+        opt.write_text(yaml.safe_dump({'network_g': {**TINY, 'num_heads': 0}}))
+        args, source = ['--weights', str(weights), '--opt', str(opt)], f'--opt {opt}'
+    else:
+        path = deployed(tmp_path / 'dep.pth', num_heads=0)
+        args, source = ['--weights', str(path)], f"{path}: the checkpoint's network_g"
+        real_builds.clear()
+    assert main(['-i', str(image), '-o', str(tmp_path / 'out'), '--quiet', *args]) == 2
+    err = capsys.readouterr().err  # main: 'error: ZeroDivisionError: integer modulo by zero'
+    assert err.count('\n') == 1 and err.startswith(f'error: {source}: ESC x2 (')
+    assert err.rstrip().endswith('cannot be built: ZeroDivisionError: integer modulo by zero (0 where a size '
+                                 'belongs? num_heads=0)'), err
+    assert real_builds == []
+
+
+def test_every_shipped_option_file_and_preset_passes_the_value_checks():
+    """Zero stays allowed for ints: ELAN's n_share: 0 is the authors' (options/*ELAN*.yml, the elan preset)."""
+    from esc_basicsr.archs.presets import PRESETS
+    from esc_basicsr.archs.table import ARCHITECTURES
+
+    registry = {name: spec.cls for name, spec in ARCHITECTURES.items()}
+    root = Path(__file__).resolve().parents[2]
+    described = [yaml.safe_load(f.read_text()).get('network_g') for f in sorted(root.glob('options/**/*.yml'))]
+    checked = [n for n in described + list(PRESETS.values()) if isinstance(n, dict) and n.get('type') in registry]
+    assert len(checked) > 20
+    for network_g in checked:
+        check_network_g(network_g, registry)
 
 
 def test_the_commands_refuse_a_tampered_description_in_one_line(tmp_path, image):
