@@ -385,9 +385,9 @@ def check_fits_on_meta(network_g: Mapping[str, Any], state_dict: Mapping[str, to
     differ, before the network is built for real: a description asking for ``dim: 200000`` would
     otherwise allocate hundreds of GB before the 58 KB weights are compared with it.
 
-    The weights are compared as the network's ``load_state_dict`` will see them: converted where the
-    architecture converts checkpoints of another scale (:func:`_converted_on_meta`). An architecture of
-    BasicSR's that cannot be built on the meta device is not checked.
+    The weights are loaded into the meta network by its own ``load_state_dict`` (:func:`_loads_on_meta`:
+    its conversions and its own errors as the real load has them). An architecture of BasicSR's that
+    cannot be built on the meta device is not checked.
 
     Raises:
         ValueError: the description cannot be built (``num_heads: 0``, a value too large for torch), or
@@ -407,33 +407,35 @@ def check_fits_on_meta(network_g: Mapping[str, Any], state_dict: Mapping[str, to
             return
         raise ValueError(f'{source}: {_described(network_g)} cannot be built: {_first_line(exc)}'
                          f'{_zero_arguments(network_g)}') from None
-    problems = fit_problems(_converted_on_meta(spec, network_g, state_dict), model.state_dict(),
-                            {n for n, _ in model.named_buffers()})
+    if _loads_on_meta(model, state_dict, strict):
+        return
+    problems = fit_problems(state_dict, model.state_dict(), {n for n, _ in model.named_buffers()})
     if not strict:
         problems['missing'], problems['unexpected'] = [], []
-    if problems['shape'] or problems['missing'] or problems['unexpected']:
-        if mismatch is not None:
-            raise CheckpointError(mismatch)
-        found = f'; they are {_described(detected.network_g)}' if detected and detected.network_g else ''
-        raise CheckpointError(f'{weights}: the weights do not fit {_described(network_g)} ({source}): '
-                              f'{describe_fit(dict(problems, dtype=[]))}{found}')
+    if mismatch is not None:
+        raise CheckpointError(mismatch)
+    found = f'; they are {_described(detected.network_g)}' if detected and detected.network_g else ''
+    summary = describe_fit(dict(problems, dtype=[])) or 'the network does not load them'
+    raise CheckpointError(f'{weights}: the weights do not fit {_described(network_g)} ({source}): {summary}{found}')
 
 
-def _converted_on_meta(spec: Any, network_g: Mapping[str, Any],
-                       state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
-    """``state_dict`` as the architecture's ``load_state_dict`` converts it (``spec.convert_checkpoint``:
-    ESC's sub-pixel output layer resized to the network's scale), on meta copies of the tensors; unchanged
-    where the architecture converts nothing or the conversion fails (the real load then reports it)."""
-    if spec is None or spec.convert_checkpoint is None:
-        return state_dict
-    log = logging.getLogger('basicsr')  # the conversion's warning belongs to the real load, not to this check
+def _loads_on_meta(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool) -> bool:
+    """Whether ``model`` (on the meta device) loads meta copies of ``state_dict`` with its own
+    ``load_state_dict``: its conversions (ESC's output layer resized to its scale) applied, its own clear
+    errors raised (ESCLTE's for a fixed-scale checkpoint, a ``ValueError``), nothing allocated."""
+    log = logging.getLogger('basicsr')  # a conversion's warning belongs to the real load, not to this check
     disabled, log.disabled = log.disabled, True
     try:
-        return spec.convert_checkpoint({k: v.to('meta') for k, v in state_dict.items()}, spec.arguments(network_g))
-    except Exception:  # noqa: BLE001 - the real load_state_dict reports it in its own words
-        return state_dict
+        model.load_state_dict({k: v.to('meta') for k, v in state_dict.items()}, strict=strict)
+    except RuntimeError:  # names or shapes that differ: summed up by the caller
+        return False
+    except ValueError:
+        raise
+    except Exception:  # noqa: BLE001 - an operation the meta device lacks: the real load decides
+        return True
     finally:
         log.disabled = disabled
+    return True
 
 
 def _described(network_g: Mapping[str, Any]) -> str:
