@@ -407,11 +407,14 @@ def check_fits_on_meta(network_g: Mapping[str, Any], state_dict: Mapping[str, to
             return
         raise ValueError(f'{source}: {_described(network_g)} cannot be built: {_first_line(exc)}'
                          f'{_zero_arguments(network_g)}') from None
-    if _loads_on_meta(model, state_dict, strict):
+    loads = _loads_on_meta(model, state_dict, strict)
+    if loads:
         return
     problems = fit_problems(state_dict, model.state_dict(), {n for n, _ in model.named_buffers()})
     if not strict:
         problems['missing'], problems['unexpected'] = [], []
+    if loads is None and not (problems['shape'] or problems['missing'] or problems['unexpected']):
+        return  # the meta network could not load them: names and shapes judged here, the real load decides
     if mismatch is not None:
         raise CheckpointError(mismatch)
     found = f'; they are {_described(detected.network_g)}' if detected and detected.network_g else ''
@@ -419,20 +422,23 @@ def check_fits_on_meta(network_g: Mapping[str, Any], state_dict: Mapping[str, to
     raise CheckpointError(f'{weights}: the weights do not fit {_described(network_g)} ({source}): {summary}{found}')
 
 
-def _loads_on_meta(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool) -> bool:
+def _loads_on_meta(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool) -> bool | None:
     """Whether ``model`` (on the meta device) loads meta copies of ``state_dict`` with its own
     ``load_state_dict``: its conversions (ESC's output layer resized to its scale) applied, its own clear
-    errors raised (ESCLTE's for a fixed-scale checkpoint, a ``ValueError``), nothing allocated."""
+    errors raised (ESCLTE's for a fixed-scale checkpoint, a ``ValueError``), nothing allocated. ``None``:
+    cannot tell (a loading hook that reads values, which meta tensors lack, e.g. ESCRealM's upsampler)."""
     log = logging.getLogger('basicsr')  # a conversion's warning belongs to the real load, not to this check
     disabled, log.disabled = log.disabled, True
     try:
         model.load_state_dict({k: v.to('meta') for k, v in state_dict.items()}, strict=strict)
-    except RuntimeError:  # names or shapes that differ: summed up by the caller
-        return False
     except ValueError:
         raise
-    except Exception:  # noqa: BLE001 - an operation the meta device lacks: the real load decides
-        return True
+    except NotImplementedError:  # 'Cannot copy out of meta tensor' (a RuntimeError too)
+        return None
+    except RuntimeError:  # names or shapes that differ: summed up by the caller
+        return False
+    except Exception:  # noqa: BLE001 - another operation the meta device lacks
+        return None
     finally:
         log.disabled = disabled
     return True
