@@ -5,12 +5,16 @@ order of precedence: an option file (``--opt``), a preset of :mod:`esc_basicsr.a
 (``--model esc_light --scale 2``), the ``network_g`` stored in a checkpoint written by
 ``python -m esc_basicsr.export``, or the weights themselves (:func:`esc_basicsr.archs.detect`: every
 esc_basicsr architecture is recognised from its state_dict, so ``--weights`` alone is enough).
-Weights are read with ``torch.load(weights_only=True)``: no code from the file is executed. They are
+Weights are read with ``torch.load(weights_only=True)``: no code from the file is executed. The file is
+checked first (:func:`esc_basicsr.archs.checkpoint_file.check_checkpoint_file`: complete, declaring no
+more memory than its size + 64 MiB, every zip member matching its CRC-32). The weights are
 checked before anything is built (:func:`esc_basicsr.archs.checkpoint.validate_state_dict`: a mapping of
 names to tensors stored in the file, of real dtypes and finite values), and against the network before
 they are loaded (:func:`esc_basicsr.archs.checkpoint.fit_problems`): weights of another family than the
 one asked for are named as such, a tensor of another dtype (int64, bool) is refused by name, and a
-misfit is summed up in one line instead of PyTorch's list of every key.
+misfit is summed up in one line instead of PyTorch's list of every key. A description (``--opt``, a
+deployed checkpoint's ``network_g``) is checked against its constructor's types and ranges and built on
+the ``meta`` device first (:func:`check_fits_on_meta`): a huge ``dim`` is refused without allocating.
 
 A scale requested with ``--scale`` or an option file that disagrees with the weights' is an error
 (:class:`ScaleMismatchError`): loading would resize the sub-pixel output layer, which is how
