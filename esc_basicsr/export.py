@@ -109,18 +109,12 @@ def load_for_export(args: argparse.Namespace) -> Any:
         if args.opt is not None:
             check_network_g(read_option_file(args.opt)['network_g'], f'--opt {args.opt}: network_g')
         check_weights_file(args.weights)
-        weights_scale = check_described_scale(args)
         network = load_network(args.weights, opt=args.opt, preset=args.model, scale=args.scale,
                                attn_type=args.attn, param_key=args.param_key)
     except Exception as exc:  # noqa: BLE001 - a failure before anything is written is a usage error
         known = isinstance(exc, (OSError, ValueError, KeyError, RuntimeError))
         message = load_error_message(args.weights, exc) or (str(exc) if known else f'{type(exc).__name__}: {exc}')
         raise UsageError(message) from exc
-    if weights_scale is not None and not network_arbitrary_scale(network.network_g) \
-            and network.scale != weights_scale:  # whatever described it: never label weights with another scale
-        raise UsageError(f'--weights {args.weights}: the weights are x{weights_scale} but the network would be '
-                         f'exported as {network_label(network)}; refusing to label or deploy a scale the weights do '
-                         'not have')
     if isinstance(args.scale, float) and not network_arbitrary_scale(network.network_g):
         raise UsageError(f'--scale {args.scale:g} needs an arbitrary-scale network (ESCLTE); '
                          f'{network.network_g["type"]} upscales by x{network.scale}')
@@ -147,31 +141,6 @@ def deployed_bytes(network: Any) -> bytes:
     buffer = io.BytesIO()
     save_deployed(buffer, network.model, network.network_g, network.scale)
     return buffer.getvalue()
-
-
-def check_described_scale(args: argparse.Namespace) -> int | None:
-    """The scale the weights were trained for (read off their output layer; None if unknown), refusing a
-    checkpoint whose own description (a deployed checkpoint's ``network_g``/``scale``) says another: re-deploying
-    it would resize the output layer and label x2 weights x4.
-
-    Raises:
-        UsageError: the description and the weights disagree.
-    """
-    from .tools.loading import detect_weights, read_checkpoint
-    from .utils.options import network_scale
-
-    state_dict, meta = read_checkpoint(args.weights, args.param_key)
-    detected = detect_weights(state_dict, args.weights)
-    described = meta.get('network_g')
-    if detected.scale is None or not isinstance(described, dict) or args.opt is not None or args.model is not None:
-        return detected.scale  # --opt/--model: checked against the weights by load_network
-    said = network_scale(described) or meta.get('scale')
-    if said is not None and said != detected.scale:
-        raise UsageError(f'--weights {args.weights}: the checkpoint describes {described.get("type")} x{said} but its '
-                         f'weights are {detected.network_g["type"]} x{detected.scale} (their output layer): a damaged '
-                         f'or edited description, not exported (to export the weights as the x{detected.scale} network '
-                         'they are, describe it yourself with --opt or --model NAME)')
-    return detected.scale
 
 
 def write_deployed(args: argparse.Namespace, data: bytes, network: Any) -> None:

@@ -5,12 +5,16 @@ order of precedence: an option file (``--opt``), a preset of :mod:`esc_basicsr.a
 (``--model esc_light --scale 2``), the ``network_g`` stored in a checkpoint written by
 ``python -m esc_basicsr.export``, or the weights themselves (:func:`esc_basicsr.archs.detect`: every
 esc_basicsr architecture is recognised from its state_dict, so ``--weights`` alone is enough).
-Weights are read with ``torch.load(weights_only=True)``: no code from the file is executed. They are
+Weights are read with ``torch.load(weights_only=True)``: no code from the file is executed. The file is
+checked first (:func:`esc_basicsr.archs.checkpoint_file.check_checkpoint_file`: complete, declaring no
+more memory than its size + 64 MiB, every zip member matching its CRC-32). The weights are
 checked before anything is built (:func:`esc_basicsr.archs.checkpoint.validate_state_dict`: a mapping of
 names to tensors stored in the file, of real dtypes and finite values), and against the network before
 they are loaded (:func:`esc_basicsr.archs.checkpoint.fit_problems`): weights of another family than the
 one asked for are named as such, a tensor of another dtype (int64, bool) is refused by name, and a
-misfit is summed up in one line instead of PyTorch's list of every key.
+misfit is summed up in one line instead of PyTorch's list of every key. A description (``--opt``, a
+deployed checkpoint's ``network_g``) is checked against its constructor's types and ranges and built on
+the ``meta`` device first (:func:`check_fits_on_meta`): a huge ``dim`` is refused without allocating.
 
 A scale requested with ``--scale`` or an option file that disagrees with the weights' is an error
 (:class:`ScaleMismatchError`): loading would resize the sub-pixel output layer, which is how
@@ -29,6 +33,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Mapping
@@ -37,9 +43,10 @@ import torch
 import torch.nn as nn
 
 from ..archs.checkpoint import CheckpointError, describe_fit, extract_state_dict, fit_problems, validate_state_dict
+from ..archs.checkpoint_file import check_checkpoint_file
 from ..archs.deploy import deploy as deploy_model
 from ..archs.table import backend_argument, network_arbitrary_scale, network_value_range, with_unit_range
-from ..utils.options import CHANNEL_KEYS, SCALE_KEYS, network_scale, read_option_file
+from ..utils.options import CHANNEL_KEYS, SCALE_KEYS, check_network_g, network_scale, read_option_file, shown
 
 
 class ScaleMismatchError(ValueError):
@@ -90,6 +97,14 @@ def architecture(type_name: str) -> type:
     return ARCH_REGISTRY.get(type_name)
 
 
+def arch_registry() -> dict[str, type]:
+    """BasicSR's ``ARCH_REGISTRY`` (its architectures and ours) as a dict of names to classes."""
+    architecture('ESC')  # fills the registry (BasicSR's archs and ours)
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    return dict(ARCH_REGISTRY._obj_map)
+
+
 def complete_network_g(network_g: Mapping[str, Any], scale: int | None = None) -> dict[str, Any]:
     """Copy of ``network_g`` with a missing scale argument and missing RGB channel counts filled in
     (for BasicSR archs named on the command line, e.g. ``EDSR`` needs ``num_in_ch``)."""
@@ -131,10 +146,29 @@ def read_checkpoint(path: str | Path, param_key: str | None = None) -> tuple[dic
     state_dict), as :func:`esc_basicsr.archs.checkpoint.extract_state_dict` picks them, checked by
     :func:`esc_basicsr.archs.checkpoint.validate_state_dict` (entries that are not tensors left out).
 
+    The file is checked first (:func:`esc_basicsr.archs.checkpoint_file.check_checkpoint_file`): a zip
+    archive cut short, declaring more memory than its size allows, or with a member failing its CRC-32 is
+    refused before ``torch.load`` allocates anything.
+
     Raises:
-        CheckpointError: not a dict of weights, or a tensor that cannot be a weight (named).
+        CheckpointError: not a complete, intact checkpoint; not a dict of weights, or a tensor that cannot
+            be a weight (named).
     """
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    check_checkpoint_file(path)  # before torch.load: cut short, declaring gigabytes, or damaged (CRC-32)
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except (EOFError, pickle.UnpicklingError) as exc:  # a legacy (non-zip) checkpoint cut short?
+        if isinstance(exc, pickle.UnpicklingError) and 'truncated' not in str(exc):
+            raise  # weights_only refused an object: options_check.load_error_message explains it
+        raise CheckpointError(f'{path}: not a complete checkpoint (truncated? the data end early); copy or '
+                              'download it again') from None
+    except (RuntimeError, OSError) as exc:  # e.g. a storage of another size than the data.pkl declares
+        if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise
+        if 'unexpected EOF' in str(exc):  # a legacy checkpoint whose storages are cut short
+            raise CheckpointError(f'{path}: not a complete checkpoint (truncated? {_first_line(exc)}); copy or '
+                                  'download it again') from None
+        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint ({_first_line(exc)})') from None
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(f'{path}: expected a dict checkpoint, got {type(checkpoint).__name__}')
     try:
@@ -222,6 +256,28 @@ def check_scale(detected: DetectedWeights, requested: Mapping[str, int | None], 
                 f'or use x{value} weights')
 
 
+def check_described_scale(detected: DetectedWeights, meta: Mapping[str, Any], weights: str | Path | None) -> None:
+    """Raise :class:`ScaleMismatchError` if a checkpoint's own description (the ``network_g`` and ``scale``
+    a deployed checkpoint stores) states another scale than its weights have.
+
+    Built as described, the network would resize the weights' sub-pixel output layer and write images
+    of the described scale from weights trained for another: a wrong or tampered description, refused
+    rather than warned about. Giving ``--opt``/``--model`` at the weights' scale uses them as they are.
+    """
+    if detected.network_g is None or detected.scale is None or not isinstance(meta.get('network_g'), Mapping):
+        return
+    stated = {'network_g': network_scale(meta['network_g']),
+              'scale': meta['scale'] if isinstance(meta.get('scale'), int) else None}
+    for key, value in stated.items():
+        if value is not None and value != detected.scale:
+            kind = detected.network_g['type']
+            raise ScaleMismatchError(
+                f'{weights}: the checkpoint describes x{value} (its {key!r}), but its weights are {kind} '
+                f'x{detected.scale}: built as described, the output layer would be resized (not a trained x{value} '
+                f'model). Refused; to use the weights at x{detected.scale}, give --opt (a network_g at '
+                f'x{detected.scale}) or --model NAME --scale {detected.scale}')
+
+
 def describe_weights(weights: str | Path, scale: int | None = None,
                      param_key: str | None = None) -> tuple[dict[str, Any], int]:
     """``(network_g, scale)`` of a checkpoint from its own contents (deployed meta or detection),
@@ -229,6 +285,9 @@ def describe_weights(weights: str | Path, scale: int | None = None,
     state_dict, meta = read_checkpoint(weights, param_key)
     detected = detect_weights(state_dict, weights)
     check_scale(detected, {'--scale': scale}, weights)
+    check_described_scale(detected, meta, weights)
+    if isinstance(meta.get('network_g'), Mapping):
+        check_network_g(meta['network_g'], arch_registry(), f"{weights}: the checkpoint's network_g")
     network_g, net_scale = resolve_network_g(meta=meta, detected=detected)
     if net_scale is None:
         raise ValueError(f'--weights {weights}: the scale of the network is unknown')
@@ -272,11 +331,25 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
     requested = {'--scale': scale}
     if opt is not None:
         options = read_option_file(opt)
+        check_network_g(options['network_g'], arch_registry(), f'--opt {opt}: network_g')
         requested[f'--opt {opt}'] = network_scale(options['network_g'], options)
+    elif preset is None and isinstance(meta.get('network_g'), Mapping):  # a description from the file itself
+        check_network_g(meta['network_g'], arch_registry(), f"{weights}: the checkpoint's network_g")
     check_scale(detected, requested, weights)
+    if opt is None and preset is None:
+        check_described_scale(detected, meta, weights)
     network_g, net_scale = resolve_network_g(opt, preset, scale, meta, detected)
     network_g = complete_network_g(network_g, net_scale or scale)
-    model = build_network(network_g, attn_type)
+    source = f'--opt {opt}' if opt is not None else f'--model {preset}' if preset is not None else \
+        f"{weights}: the checkpoint's network_g" if isinstance(meta.get('network_g'), Mapping) else \
+        f'{weights}: read off the weights'
+    if state_dict is not None:  # the shapes first, on the meta device: a huge network_g allocates nothing
+        check_fits_on_meta(network_g, state_dict, bool(meta.get('deployed')), strict, f'{weights}', source,
+                           detected, family_mismatch(network_g, detected, opt, preset, weights))
+    try:
+        model = build_network(network_g, attn_type)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, AssertionError, RuntimeError) as exc:
+        raise ValueError(f'{source}: {_described(network_g)} cannot be built: {_first_line(exc)}') from None
     if meta.get('deployed'):  # folded weights need a folded model (ELAN has no BatchNorm keys any more)
         deploy_model(model)
     if state_dict is not None:
@@ -296,9 +369,88 @@ def load_network(weights: str | Path | None, opt: str | Path | None = None, pres
     return LoadedNetwork(model, network_g, int(net_scale), value_range, meta)
 
 
+def _zero_arguments(network_g: Mapping[str, Any]) -> str:
+    """``' (0 where a size belongs? num_heads=0)'`` for a network that could not be built, else ``''``."""
+    zeros = [f'{k}={v}' for k, v in network_g.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+             and v <= 0]
+    return f' (0 where a size belongs? {", ".join(zeros)})' if zeros else ''
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (torch's C++ errors append a stack of dozens of lines), bounded."""
+    first = (str(exc).strip().splitlines() or [''])[0]
+    return f'{type(exc).__name__}: {first[:200]}'
+
+
+def check_fits_on_meta(network_g: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], deployed: bool,
+                       strict: bool, weights: str, source: str, detected: DetectedWeights | None = None,
+                       mismatch: str | None = None) -> None:
+    """Build ``network_g`` on the ``meta`` device (shapes only, no memory) and refuse weights whose shapes
+    differ, before the network is built for real: a description asking for ``dim: 200000`` would
+    otherwise allocate hundreds of GB before the 58 KB weights are compared with it.
+
+    The weights are loaded into the meta network by its own ``load_state_dict`` (:func:`_loads_on_meta`:
+    its conversions and its own errors as the real load has them). An architecture of BasicSR's that
+    cannot be built on the meta device is not checked.
+
+    Raises:
+        ValueError: the description cannot be built (``num_heads: 0``, a value too large for torch), or
+            the weights do not fit it (:class:`CheckpointError`, with ``mismatch`` if given).
+    """
+    from ..archs.table import ARCHITECTURES
+
+    spec = ARCHITECTURES.get(network_g.get('type'))
+    try:
+        with torch.device('meta'):
+            model = build_network(network_g)
+            if deployed:
+                deploy_model(model)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, AssertionError, RuntimeError,
+            NotImplementedError) as exc:
+        if spec is None:  # e.g. a BasicSR arch that computes values in __init__: built for real as before
+            return
+        raise ValueError(f'{source}: {_described(network_g)} cannot be built: {_first_line(exc)}'
+                         f'{_zero_arguments(network_g)}') from None
+    loads = _loads_on_meta(model, state_dict, strict)
+    if loads:
+        return
+    problems = fit_problems(state_dict, model.state_dict(), {n for n, _ in model.named_buffers()})
+    if not strict:
+        problems['missing'], problems['unexpected'] = [], []
+    if loads is None and not (problems['shape'] or problems['missing'] or problems['unexpected']):
+        return  # the meta network could not load them: names and shapes judged here, the real load decides
+    if mismatch is not None:
+        raise CheckpointError(mismatch)
+    found = f'; they are {_described(detected.network_g)}' if detected and detected.network_g else ''
+    summary = describe_fit(dict(problems, dtype=[])) or 'the network does not load them'
+    raise CheckpointError(f'{weights}: the weights do not fit {_described(network_g)} ({source}): {summary}{found}')
+
+
+def _loads_on_meta(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool) -> bool | None:
+    """Whether ``model`` (on the meta device) loads meta copies of ``state_dict`` with its own
+    ``load_state_dict``: its conversions (ESC's output layer resized to its scale) applied, its own clear
+    errors raised (ESCLTE's for a fixed-scale checkpoint, a ``ValueError``), nothing allocated. ``None``:
+    cannot tell (a loading hook that reads values, which meta tensors lack, e.g. ESCRealM's upsampler)."""
+    log = logging.getLogger('basicsr')  # a conversion's warning belongs to the real load, not to this check
+    disabled, log.disabled = log.disabled, True
+    try:
+        model.load_state_dict({k: v.to('meta') for k, v in state_dict.items()}, strict=strict)
+    except ValueError:
+        raise
+    except NotImplementedError:  # 'Cannot copy out of meta tensor' (a RuntimeError too)
+        return None
+    except RuntimeError:  # names or shapes that differ: summed up by the caller
+        return False
+    except Exception:  # noqa: BLE001 - another operation the meta device lacks
+        return None
+    finally:
+        log.disabled = disabled
+    return True
+
+
 def _described(network_g: Mapping[str, Any]) -> str:
     """``ESC x2 (dim=16, n_blocks=1, ...)``: a network_g in a few words."""
-    sizes = [f'{k}={v}' for k, v in network_g.items() if k != 'type' and isinstance(v, int)
+    sizes = [f'{k}={shown(v, 24)}' for k, v in network_g.items() if k != 'type' and isinstance(v, int)
              and not isinstance(v, bool) and k not in SCALE_KEYS][:4]
     scale = network_scale(network_g)
     return f'{network_g["type"]}{f" x{scale}" if scale else ""}' + (f' ({", ".join(sizes)}, ...)' if sizes else '')

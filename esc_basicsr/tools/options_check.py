@@ -8,18 +8,9 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..utils.options import check_network_g as check_against_registry
-
-
-def _registry() -> Mapping[str, type]:
-    from .loading import architecture
-
-    architecture('ESC')  # fills BasicSR's registry (BasicSR's archs and ours)
-    from basicsr.utils.registry import ARCH_REGISTRY
-
-    return dict(ARCH_REGISTRY._obj_map)
 
 
 def check_network_g(network_g: Any, source: str = 'network_g') -> None:
@@ -28,7 +19,9 @@ def check_network_g(network_g: Any, source: str = 'network_g') -> None:
     Raises:
         ValueError: naming ``source``, the key and the allowed values.
     """
-    check_against_registry(network_g, _registry(), source)
+    from .loading import arch_registry
+
+    check_against_registry(network_g, arch_registry(), source)
 
 
 def check_weights_file(path: str | Path) -> None:

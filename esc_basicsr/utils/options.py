@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import reprlib
 import typing
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,6 +22,23 @@ from ..archs.table import ARCHITECTURES
 SCALE_KEYS = tuple(dict.fromkeys([*(s.scale_arg for s in ARCHITECTURES.values() if s.scale_arg), 'upscale', 'scale']))
 # required constructor arguments filled with 3 (RGB) when a user leaves them out (BasicSR archs)
 CHANNEL_KEYS = ('num_in_ch', 'num_out_ch', 'in_chans', 'colors')
+
+
+# longest a user's value is shown in a message (an option file of 900 bytes can hold a value whose
+# full repr is hundreds of MB: YAML aliases share one list many times over)
+SHOWN_CHARS = 200
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxdict = 3, 6, 6, 6
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = SHOWN_CHARS, SHOWN_CHARS, 40
+# an int argument this large is no network's size (torch would fail with a C++ stack trace)
+MAX_INT_ARGUMENT = 2**31 - 1
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` for a message, bounded: nested containers cut after a few items and levels
+    (:mod:`reprlib`, so a huge value is never rendered in full), the result cut to ``limit`` characters."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= limit else f'{text[:limit - 3]}...'
 
 
 class OptionFileError(ValueError):
@@ -93,8 +111,8 @@ def check_scale_agreement(opt: Mapping[str, Any], source: str = 'option file') -
         return
     stated = scale_argument(net)
     if stated is not None and stated[1] != opt['scale']:
-        raise ValueError(f'{source}: network_g {stated[0]}: {stated[1]!r} disagrees with scale: {opt["scale"]!r}; '
-                         'set both to the same factor')
+        raise ValueError(f'{source}: network_g {stated[0]}: {shown(stated[1])} disagrees with scale: '
+                         f'{shown(opt["scale"])}; set both to the same factor')
 
 
 # arguments the tools fill in when left out (scale from --scale/the option file, RGB channels)
@@ -151,14 +169,14 @@ def check_network_g(network_g: Any, registry: Mapping[str, type], source: str = 
         ValueError: naming ``source``, the key and the allowed values.
     """
     if not isinstance(network_g, Mapping) or not isinstance(network_g.get('type'), str):
-        raise ValueError(f'{source}: needs a "type" naming an architecture, got {network_g!r}')
+        raise ValueError(f'{source}: needs a "type" naming an architecture, got {shown(network_g)}')
     name = network_g['type']
     if name not in registry and f'{name}_basicsr' in registry:  # registered with BasicSR's suffix
         name = f'{name}_basicsr'
     if name not in registry:
         close = difflib.get_close_matches(name, list(registry), n=3)
         hint = f'; did you mean {" or ".join(map(repr, close))}?' if close else f'; known: {sorted(registry)}'
-        raise ValueError(f'{source}: unknown architecture type {name!r}{hint}')
+        raise ValueError(f'{source}: unknown architecture type {shown(name)}{hint}')
     cls = registry[name]
     params = inspect.signature(cls).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -168,13 +186,38 @@ def check_network_g(network_g: Any, registry: Mapping[str, type], source: str = 
         if key != 'type' and key not in params:
             close = difflib.get_close_matches(key, allowed, n=2)
             hint = f'did you mean {" or ".join(map(repr, close))}? ' if close else ''
-            raise ValueError(f'{source}: {name} has no argument {key!r}; {hint}arguments: {", ".join(allowed)}')
+            raise ValueError(f'{source}: {name} has no argument {shown(key)}; {hint}arguments: {", ".join(allowed)}')
     missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in network_g
                and k not in FILLED_IN and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     if missing:
         raise ValueError(f'{source}: {name} needs {", ".join(missing)}')
     for key, expected in _expected_types(cls).items():
-        if key in network_g and _accepts(network_g[key], expected) is False:
-            shown = getattr(expected, '__name__', None) or str(expected).replace('typing.', '')
-            raise ValueError(f'{source}: {name} argument {key!r} must be {shown}, got {network_g[key]!r} '
-                             f'({type(network_g[key]).__name__})')
+        if key in network_g:
+            problem = _value_problem(network_g[key], expected, positive=cls in _OURS)
+            if problem is not None:
+                raise ValueError(f'{source}: {name} argument {key!r} {problem}, got {shown(network_g[key])} '
+                                 f'({type(network_g[key]).__name__})')
+
+
+# our architectures: every int and float argument is a size, a count or a ratio (not negative)
+_OURS = frozenset(spec.cls for spec in ARCHITECTURES.values())
+
+
+def _value_problem(value: Any, expected: Any, positive: bool) -> str | None:
+    """What is wrong with ``value`` for an argument annotated ``expected`` (None: nothing found).
+
+    Besides the type (:func:`_accepts`): an int beyond :data:`MAX_INT_ARGUMENT` (no network's size), and
+    with ``positive`` (our architectures: sizes, counts, ratios), a negative plain int or a plain float
+    <= 0. Zero stays allowed for ints (ELAN's ``n_share: 0`` is the authors'); where zero cannot be built
+    (``num_heads: 0``) the meta-device build says so, naming the zero arguments."""
+    if _accepts(value, expected) is False:
+        return f'must be {getattr(expected, "__name__", None) or str(expected).replace("typing.", "")}'
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) and abs(value) > MAX_INT_ARGUMENT:
+        return f'must be an int of at most {MAX_INT_ARGUMENT} (2**31 - 1)'
+    if positive and expected is int and value < 0:
+        return 'must be an int >= 0'
+    if positive and expected is float and not value > 0:
+        return 'must be a number > 0'
+    return None

@@ -12,7 +12,7 @@ import difflib
 import sys
 from typing import Any, Mapping
 
-from ...utils.options import OptionFileError, check_network_g, load_option_yaml
+from ...utils.options import OptionFileError, check_network_g, load_option_yaml, shown
 
 
 def option_file_argument(argv: list[str] | None = None) -> str | None:
@@ -41,9 +41,9 @@ def _is_number(value: Any, minimum: float) -> bool:
 def _mapping(opt: Mapping, key: str, where: str, source: str) -> Mapping:
     value = opt.get(key)
     if key not in opt:
-        raise OptionFileError(f'{source}: missing {key!r}{where}')
+        raise OptionFileError(f'{source}: missing {shown(key)}{where}')
     if not isinstance(value, Mapping):
-        raise OptionFileError(f'{source}: {key!r}{where} must be a mapping (key: value lines), got {value!r}')
+        raise OptionFileError(f'{source}: {shown(key)}{where} must be a mapping (key: value lines), got {shown(value)}')
     return value
 
 
@@ -56,20 +56,20 @@ def check_parsable(opt: Any, source: str, is_train: bool = True) -> None:
     """
     if not isinstance(opt, Mapping):
         raise OptionFileError(f'{source}: not a BasicSR option file (a YAML mapping with name, model_type, num_gpu, '
-                              f'datasets, network_g, path, ...), got {type(opt).__name__} {str(opt)[:60]!r}')
+                              f'datasets, network_g, path, ...), got {type(opt).__name__} {shown(opt, 60)}')
     if not isinstance(opt.get('name'), str) or not opt.get('name'):
         raise OptionFileError(f'{source}: missing \'name\' (the experiment name, a text)' if 'name' not in opt
-                              else f'{source}: \'name\' must be a text, got {opt["name"]!r}')
+                              else f'{source}: \'name\' must be a text, got {shown(opt["name"])}')
     if 'num_gpu' not in opt:
         raise OptionFileError(f'{source}: missing \'num_gpu\' (0 for the CPU, a count, or auto)')
     if not (opt['num_gpu'] == 'auto' or (_is_int(opt['num_gpu']) and opt['num_gpu'] >= 0)):
-        raise OptionFileError(f'{source}: \'num_gpu\' must be an integer >= 0 or auto, got {opt["num_gpu"]!r}')
+        raise OptionFileError(f'{source}: \'num_gpu\' must be an integer >= 0 or auto, got {shown(opt["num_gpu"])}')
     if opt.get('manual_seed') is not None and not _is_int(opt['manual_seed']):
-        raise OptionFileError(f'{source}: \'manual_seed\' must be an integer, got {opt["manual_seed"]!r}')
+        raise OptionFileError(f'{source}: \'manual_seed\' must be an integer, got {shown(opt["manual_seed"])}')
     datasets = _mapping(opt, 'datasets', '', source)
     for phase, dataset in datasets.items():
         if not isinstance(dataset, Mapping):
-            raise OptionFileError(f'{source}: datasets.{phase} must be a mapping, got {dataset!r}')
+            raise OptionFileError(f'{source}: datasets.{phase} must be a mapping, got {shown(dataset)}')
     _mapping(opt, 'path', '', source)
 
 
@@ -78,7 +78,7 @@ def _registered(registry, name: Any, what: str, source: str) -> None:
     if not isinstance(name, str) or (name not in registry and f'{name}_basicsr' not in registry):
         close = difflib.get_close_matches(str(name), list(registry._obj_map), n=2)
         hint = f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
-        raise OptionFileError(f'{source}: {what} {name!r} is not registered in BasicSR{hint}')
+        raise OptionFileError(f'{source}: {what} {shown(name)} is not registered in BasicSR{hint}')
 
 
 def check_structure(opt: Mapping, source: str, is_train: bool = True) -> None:
@@ -108,7 +108,8 @@ def check_structure(opt: Mapping, source: str, is_train: bool = True) -> None:
     for phase, dataset in phases.items():
         where = f'datasets.{phase}'
         if is_train and phase != 'train' and not str(phase).startswith('val'):
-            raise OptionFileError(f'{source}: {where}: a training option file has phases train and val*, not {phase!r}')
+            raise OptionFileError(f'{source}: {where}: a training option file has phases train and val*, '
+                                  f'not {shown(phase)}')
         _registered(DATASET_REGISTRY, dataset.get('type'), f'{where}.type', source)
         if 'io_backend' in dataset and not isinstance(dataset['io_backend'], Mapping):
             raise OptionFileError(f'{source}: {where}.io_backend must be a mapping such as {{type: disk}}')
@@ -116,27 +117,27 @@ def check_structure(opt: Mapping, source: str, is_train: bool = True) -> None:
             for key, minimum in (('batch_size_per_gpu', 1), ('num_worker_per_gpu', 0)):
                 if not _is_int(dataset.get(key)) or dataset[key] < minimum:
                     raise OptionFileError(f'{source}: {where}.{key} must be an integer >= {minimum}, '
-                                          f'got {dataset.get(key)!r}')
+                                          f'got {shown(dataset.get(key))}')
     if not is_train:
         _check_val(opt, source)  # basicsr/test.py reads val.save_img of every test file
         return
     train = _mapping(opt, 'train', '', source)
     if not _is_number(train.get('total_iter'), 1):
-        raise OptionFileError(f'{source}: train.total_iter must be a number >= 1, got {train.get("total_iter")!r}')
+        raise OptionFileError(f'{source}: train.total_iter must be a number >= 1, got {shown(train.get("total_iter"))}')
     for key, value in train.items():
         if str(key).startswith(('optim_', 'scheduler')) and not (isinstance(value, Mapping) and 'type' in value):
-            raise OptionFileError(f'{source}: train.{key} must be a mapping with a type, got {value!r}')
+            raise OptionFileError(f'{source}: train.{key} must be a mapping with a type, got {shown(value)}')
         if str(key).endswith('_opt') and isinstance(value, Mapping) and 'type' in value:
             _registered(LOSS_REGISTRY, value['type'], f'train.{key}.type', source)
     _check_optimizers(opt, train, source)
     logger = _mapping(opt, 'logger', '', source)
     for key in ('print_freq', 'save_checkpoint_freq'):
         if not _is_number(logger.get(key), 1):
-            raise OptionFileError(f'{source}: logger.{key} must be a number >= 1, got {logger.get(key)!r}')
+            raise OptionFileError(f'{source}: logger.{key} must be a number >= 1, got {shown(logger.get(key))}')
     if opt.get('val') is not None:
         val = _check_val(opt, source)
         if not _is_number(val.get('val_freq'), 1):
-            raise OptionFileError(f'{source}: val.val_freq must be a number >= 1, got {val.get("val_freq")!r}')
+            raise OptionFileError(f'{source}: val.val_freq must be a number >= 1, got {shown(val.get("val_freq"))}')
 
 
 def _check_val(opt: Mapping, source: str) -> Mapping:
@@ -154,7 +155,7 @@ def _check_val(opt: Mapping, source: str) -> Mapping:
     val = _mapping(opt, 'val', ' (the validation/test settings: save_img, metrics, ...)', source)
     if not isinstance(val.get('save_img'), bool):
         raise OptionFileError(f'{source}: val.save_img must be true or false (write the output images or not), '
-                              f'got {val.get("save_img")!r}' if 'save_img' in val else
+                              f'got {shown(val.get("save_img"))}' if 'save_img' in val else
                               f'{source}: missing val.save_img (true to write the output images, false for '
                               'metrics only)')
     if not opt.get('is_train', True) and 'suffix' not in val:
@@ -184,14 +185,14 @@ def _check_optimizers(opt: Mapping, train: Mapping, source: str) -> None:
         args = dict(value)
         optim_type = args.pop('type')
         if not _is_number(args.get('lr'), 0) or not args['lr'] > 0:
-            raise OptionFileError(f'{source}: train.{key}.lr must be a number > 0, got {args.get("lr")!r}'
+            raise OptionFileError(f'{source}: train.{key}.lr must be a number > 0, got {shown(args.get("lr"))}'
                                   if 'lr' in args else f'{source}: missing train.{key}.lr (the learning rate)')
         try:  # get_optimizer uses no state of the model (BasicSR's, its AdamW fix's and ESRModel's)
             optimizers.append(model_cls.get_optimizer(None, optim_type, [torch.zeros(1, requires_grad=True)],
                                                       **args))
         except Exception as exc:  # noqa: BLE001 - any refusal of torch.optim or of the model is the file's fault
             raise OptionFileError(f'{source}: train.{key} cannot build optimizer {optim_type!r} '
-                                  f'({type(exc).__name__}: {exc})') from None
+                                  f'({type(exc).__name__}: {str(exc)[:300]})') from None
     scheduler = train.get('scheduler')
     if optimizers and isinstance(scheduler, Mapping):
         # setup_schedulers reads only opt['train']['scheduler'] and the optimizers (it pops 'type': a copy)
@@ -201,4 +202,4 @@ def _check_optimizers(opt: Mapping, train: Mapping, source: str) -> None:
             model_cls.setup_schedulers(model)
         except Exception as exc:  # noqa: BLE001
             raise OptionFileError(f'{source}: train.scheduler cannot build scheduler {scheduler.get("type")!r} '
-                                  f'({type(exc).__name__}: {exc})') from None
+                                  f'({type(exc).__name__}: {str(exc)[:300]})') from None

@@ -35,7 +35,7 @@ from os import path as osp
 from typing import Callable
 
 from ...layers.config import check_environment
-from ...utils.options import OptionFileError, check_scale_agreement
+from ...utils.options import OptionFileError, check_scale_agreement, shown
 from ._command import report
 from ._cpu_options import CUDA_ONLY_MODELS, adapt_to_cpu, check_prefetch_mode
 from ._dataset_paths import SKIP_MISSING_ENV, DatasetPathError, check_dataset_paths, dataset_problems, skippable
@@ -68,7 +68,7 @@ def check_pretrain_paths(opt: dict, opt_file: str = '?') -> None:
         return
     for key, path in (opt.get('path') or {}).items():
         if key.startswith('pretrain_network') and isinstance(path, str) and path and not osp.isfile(path):
-            raise PretrainPathError(f'{opt_file}: path.{key} {path!r} does not exist (relative paths are resolved '
+            raise PretrainPathError(f'{opt_file}: path.{key} {shown(path)} does not exist (relative paths are resolved '
                                     f'from {os.getcwd()}; see docs/training.md).')
 
 
