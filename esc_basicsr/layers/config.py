@@ -83,16 +83,26 @@ def flex_kernel_options() -> tuple[tuple[str, Any], ...]:
     return parse_flex_kernel_options(text, FLEX_KERNEL_OPTIONS_ENV) if text else ()
 
 
+MAX_FLEX_KERNEL_OPTIONS_CHARS = 4096  # a flat object of kernel options; bounds the text before json.loads
+
+
 def parse_flex_kernel_options(text: str, origin: str = 'flex kernel options') -> tuple[tuple[str, Any], ...]:
     """``'{"BLOCK_M": 64}'`` -> ``(('BLOCK_M', 64),)``; ``ValueError`` naming ``origin`` unless a JSON object
-    of names to numbers, booleans or strings (FlexAttention's ``kernel_options``)."""
+    of names to numbers, booleans or strings (FlexAttention's ``kernel_options``). The text is bounded before
+    parsing (a flat object of a few options is short: 100,000 nested ``[`` would be a RecursionError)."""
+    shown = repr(text) if len(text) <= 120 else f'{text[:100]!r}... ({len(text)} characters)'
+    if len(text) > MAX_FLEX_KERNEL_OPTIONS_CHARS:
+        raise ValueError(f'{origin}={shown}: more than {MAX_FLEX_KERNEL_OPTIONS_CHARS} characters; expected a flat '
+                         'JSON object such as {"BLOCK_M": 64, "num_warps": 4}')
     try:
         options = json.loads(text)
+    except RecursionError:
+        raise ValueError(f'{origin}={shown}: nested too deep; expected a flat JSON object of kernel options') from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f'{origin}={text!r} is not JSON ({exc}); expected e.g. '
+        raise ValueError(f'{origin}={shown} is not JSON ({exc}); expected e.g. '
                          '\'{"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2}\'') from None
     if not isinstance(options, dict) or not all(
             isinstance(k, str) and isinstance(v, (int, float, bool, str)) for k, v in options.items()):
-        raise ValueError(f'{origin}={text!r}: expected a JSON object of FlexAttention kernel options (names to '
+        raise ValueError(f'{origin}={shown}: expected a JSON object of FlexAttention kernel options (names to '
                          'numbers, booleans or strings), e.g. {"BLOCK_M": 64, "num_warps": 4}')
     return tuple(sorted(options.items()))

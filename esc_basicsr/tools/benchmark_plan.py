@@ -167,10 +167,6 @@ def make_plan(args: argparse.Namespace) -> Plan:
     check_distinct_files(outputs, {'--weights': args.weights})  # before anything is read
     check_output_folders(outputs)  # before the long run, not when the results are written
     check_repetitions(args)
-    if args.flex_kernel_options is not None:  # bounded before the settings parse it
-        from .cli import json_argument
-
-        json_argument(args.flex_kernel_options, '--flex-kernel-options')
     device = resolve_device(args.device)
     resolve_dtype(args.precision, device)
     settings = replace(SpeedSettings.from_args(args), compile_backend=getattr(args, 'compile_backend', None))

@@ -197,6 +197,8 @@ def test_speed_settings(setup, tmp_path, capsys):
     ('ESC_BASICSR_FLEX_KERNEL_OPTIONS', '{"BLOCK_M": [64', ('--attn', 'flex'),
      "error: ESC_BASICSR_FLEX_KERNEL_OPTIONS='{\"BLOCK_M\": [64' is not JSON"),
     ('ESC_BASICSR_CHANNELS_LAST', 'maybe', (), "error: ESC_BASICSR_CHANNELS_LAST='maybe': expected 1 or 0"),
+    ('ESC_BASICSR_FLEX_KERNEL_OPTIONS', '[' * 100_000, (),  # a RecursionError traceback in json.loads before
+     "error: ESC_BASICSR_FLEX_KERNEL_OPTIONS='[[[["),
 ])
 def test_bad_environment_override_is_one_refusal_before_any_work(setup, tmp_path, capsys, monkeypatch, variable,
                                                                  value, extra, message):
@@ -212,6 +214,16 @@ def test_bad_environment_override_is_one_refusal_before_any_work(setup, tmp_path
             read.cache_clear()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(message), err
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('value', ['[' * 100_000, '[' * 40 + ']' * 40, '{"BLOCK_M": ' + '[' * 5000 + ']' * 5000 + '}'])
+def test_deep_flex_kernel_options_are_one_short_line(setup, tmp_path, capsys, value):
+    """Issue 27: a 100,000-deep ``[`` made json recurse (RecursionError traceback); every refusal of the flag
+    is one bounded line, exit 2, nothing written."""
+    assert run(setup, tmp_path / 'out', '--flex-kernel-options', value) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: --flex-kernel-options=') and len(err[0]) < 400, err
     assert not (tmp_path / 'out').exists()
 
 
