@@ -20,22 +20,7 @@ import os
 import sys
 
 from .data_prep import prepare_benchmark, prepare_paired_lmdb
-from .tools.cli import parse_scale
-
-
-def _int_at_least(minimum: int):
-    """``argparse`` type: an integer >= ``minimum`` (``--mod 0`` would divide by zero, ``-12`` crop nonsense)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'not an integer: {text!r}') from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f'must be an integer >= {minimum}, got {text!r}')
-        return value
-
-    parse.__name__ = f'integer >= {minimum}'
-    return parse
+from .tools.cli import non_negative_int, parse_scale, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,17 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument('--out', required=True, help='output folder, e.g. datasets/DIV2K')
     common.add_argument('--scales', nargs='+', type=parse_scale, default=[2, 3, 4],
                         help='downscaling factors (2 3 4); benchmark: also non-integer, e.g. 2.5 6 8 30')
-    common.add_argument('--workers', type=_int_at_least(1), default=min(8, os.cpu_count() or 1), help='processes')
-    common.add_argument('--mod', type=_int_at_least(1), default=12, help='crop HR to a multiple of this (12)')
-    common.add_argument('--max-pixels', type=_int_at_least(1), default=None,
+    common.add_argument('--workers', type=positive_int, default=min(8, os.cpu_count() or 1), help='processes')
+    common.add_argument('--mod', type=positive_int, default=12, help='crop HR to a multiple of this (12)')
+    common.add_argument('--max-pixels', type=positive_int, default=None,
                         help='skip HR images with more pixels than this (header read before decoding; '
                         'default 2**28)')
 
     div2k = sub.add_parser('div2k', parents=[common], help='sub-images + GT/LQ LMDBs (training data)')
     div2k.add_argument('--name', required=True, help='prefix, e.g. DIV2K_train or DF2K_train')
-    div2k.add_argument('--crop-size', type=_int_at_least(1), default=480, help='HR sub-image size (480)')
-    div2k.add_argument('--step', type=_int_at_least(1), default=240, help='HR sub-image stride (240)')
-    div2k.add_argument('--thresh-size', type=_int_at_least(0), default=0, help='add a border crop if more is left (0)')
+    div2k.add_argument('--crop-size', type=positive_int, default=480, help='HR sub-image size (480)')
+    div2k.add_argument('--step', type=positive_int, default=240, help='HR sub-image stride (240)')
+    div2k.add_argument('--thresh-size', type=non_negative_int, default=0, help='add a border crop if more is left (0)')
     sub.add_parser('benchmark', parents=[common], help='GTmod12 + LRbicx{s} folders (test sets)')
     return parser
 
