@@ -9,14 +9,15 @@ after the builder, are those of its code as merged (ec4666b).
 The values are pinned so that they hold on any CPU with this torch, not bit for bit: orthogonal
 initialisation goes through LAPACK's QR and ``normal_`` through vectorised or scalar ``log``/``cos``,
 which round differently with other CPUs, BLAS code paths and thread counts (measured: the statistics
-below move by at most 3.1e-7, with ``ATEN_CPU_CAPABILITY=default``; see docs/architecture.md). So:
+below move by at most 1e-6 standard deviations, with ``ATEN_CPU_CAPABILITY=default``; see
+docs/architecture.md). So:
 
 - the layout is exact: each module's keys, their order, shapes and dtypes (a hash of them);
 - values exact by construction are exact: integer buffers, and tensors filled with one value (zeros,
   ones, constants);
 - every other tensor is pinned by its mean, standard deviation and a projection on fixed pseudo-random
   weights (which value sits where: a tensor drawn again, or two tensors' draws swapped, move it by ~0.5),
-  compared within :data:`TOLERANCE` of the standard deviation.
+  compared within :data:`TOLERANCE` standard deviations (the mean: of its standard deviation plus its size).
 
 Record once on unchanged code with ``python -m tests.archs.seeded_init`` (writes ``init_stats.json``).
 """
@@ -35,8 +36,8 @@ from esc_basicsr.archs.table import presets
 
 STATS = Path(__file__).with_name('init_stats.json')
 UPSAMPLERS = ('conv', 'pixelshuffledirect', 'pixelshuffle', 'nearest+conv', 'dysample')
-# relative to a tensor's standard deviation (the projection is already in those units); 300x the largest
-# change other CPU code paths gave, ~1e-3 of what a tensor drawn again or re-scaled by 0.1% gives
+# in standard deviations of the tensor (the projection is already in those units): 100x the largest change
+# other CPU code paths gave, 1/10 of a re-scaling by 0.1%, 1/5000 of a tensor drawn again
 TOLERANCE = 1e-4
 # initialised by ``nn.init.orthogonal_`` (ESC's shared large kernel, ESC-FP's spatial kernel)
 ORTHOGONAL = ('plk_filter', 'lk_spatial')
