@@ -77,12 +77,15 @@ def test_eval_batch_equals_single_images() -> None:
     fix = load_fixture('esc_light_x4.pt')
     net = ARCH_REGISTRY.get('ESC')(**fix['kwargs']).eval()
     net.load_state_dict(fix['state_dict'])
-    x = torch.cat([fix['input'], fix['input'].flip(-1), torch.rand_like(fix['input'])])
+    noise = torch.rand(fix['input'].shape, generator=torch.Generator().manual_seed(0))
+    x = torch.cat([fix['input'], fix['input'].flip(-1), noise])
     with torch.no_grad():
         batched = net(x)
         single = torch.cat([net(x[i:i + 1]) for i in range(3)])
     assert (batched[0:1] - fix['output']).abs().max().item() <= 1e-4
-    assert (batched - single).abs().max().item() < 1e-4
+    # a batch of 3 and single images take other GEMM/convolution blockings: float32 rounding, 1.1e-4 of
+    # outputs up to 6.3 with an AVX2 code path at 1 thread (2.9e-5 with AVX-512 at 2); mixing images: ~0.1
+    assert (batched - single).abs().max().item() <= 1e-4 * batched.abs().max().item()
 
 
 def test_scale_conversion_x2_checkpoint_into_x4_model(caplog: pytest.LogCaptureFixture) -> None:
