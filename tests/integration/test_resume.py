@@ -253,3 +253,28 @@ def test_authors_model_options_are_not_ignored_by_other_models(data, tmp_path, i
     with pytest.raises(ValueError, match=r'train\.gradient_clip'):
         in_process(write_options(opt, tmp_path / 'train.yml'))
     option_checks.check_model_options(dict(opt, model_type='ESRModel'))  # the model that reads them
+
+
+def test_a_damaged_model_is_passed_over_like_a_truncated_one(tmp_path):
+    """Issue 27 follow-up: a model whose data fails its zip CRC-32 (a bit flipped on disk) loaded as wrong
+    weights without a word; resuming now treats its pair as unusable, as it does a truncated one."""
+    import struct
+    import zipfile
+
+    states, models = tmp_path / 'training_states', tmp_path / 'models'
+    states.mkdir()
+    models.mkdir()
+    for it in (2, 4):
+        torch.save({'iter': it, 'epoch': 0, 'optimizers': [], 'schedulers': []}, states / f'{it}.state')
+        torch.save({'params': {'w': torch.randn(64, 64)}}, models / f'net_g_{it}.pth')
+    model4 = models / 'net_g_4.pth'
+    info = next(i for i in zipfile.ZipFile(model4).infolist() if '/data/' in i.filename)
+    data = bytearray(model4.read_bytes())
+    name_len, extra_len = struct.unpack('<HH', data[info.header_offset + 26:info.header_offset + 30])
+    data[info.header_offset + 30 + name_len + extra_len + 10] ^= 0x40
+    model4.write_bytes(bytes(data))
+    assert torch.load(model4, weights_only=True)  # torch itself loads it
+    opt = {'network_g': {'type': 'ESC'}, 'path': {'models': str(models)}}
+    with pytest.raises(resume.ResumeStateError, match='CRC mismatch'):
+        resume.checked_state(str(states / '4.state'), opt, 'cpu')
+    assert resume.checked_state(str(states / '2.state'), opt, 'cpu')['iter'] == 2

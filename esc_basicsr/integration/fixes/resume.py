@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 import torch
 
+from ...archs.checkpoint_file import check_checkpoint_file
 from ._command import report
 from ._patching import is_ours, marked
 
@@ -56,6 +57,7 @@ def load_training_state(path: str, map_location: Any = 'cpu') -> dict:
     if safe_globals is None:  # torch < 2.5
         raise RuntimeError(f'Resuming from {path} needs torch >= 2.5 (torch.serialization.safe_globals) '
                            'to load the training state safely.')
+    check_checkpoint_file(path)  # cut short or damaged (CRC-32): refused, not loaded as wrong values
     with safe_globals(SAFE_STATE_GLOBALS):
         return torch.load(path, map_location=map_location, weights_only=True)
 
@@ -97,6 +99,7 @@ def checked_state(path: str, opt: dict, location: Any) -> dict:
     if opt['path'].get('models'):
         for model in model_paths(opt, state['iter']):
             try:
+                check_checkpoint_file(model)  # a damaged model would resume from wrong weights without a word
                 torch.load(model, map_location='cpu', weights_only=True, mmap=True)
             except Exception as exc:  # noqa: BLE001 - missing, truncated (killed while saving), 0 bytes
                 raise ResumeStateError(f'{first}: its model {model} cannot be loaded ({type(exc).__name__}: '
