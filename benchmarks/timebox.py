@@ -105,11 +105,18 @@ def write_whole(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _default_sigint() -> None:
+    """In the step's process, before it starts: SIGINT back to its default. A job started in the background
+    by a non-interactive shell (``cmd &``, as a CI or device runner may do) inherits SIGINT ignored, and Python
+    then installs no KeyboardInterrupt handler: pytest would neither stop nor write its junit XML when cut."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_command(argv: Sequence[str], log: Path, timeout: float, env: dict[str, str] | None = None) -> int | None:
     """Run ``argv`` with stdout and stderr into ``log``; ``None`` when cut at ``timeout`` seconds."""
     with open(log, 'w', encoding='utf-8') as out:
         proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=dict(env or os.environ, PYTHONUNBUFFERED='1'))
+                                env=dict(env or os.environ, PYTHONUNBUFFERED='1'), preexec_fn=_default_sigint)
         try:
             return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
